@@ -1,0 +1,42 @@
+# The two entry points the README opens with: `make demo` and `make test`. Everything installs into .venv
+# from the repository's own files, pinned by constraints.txt.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= $(or $(CLASSIFY_DATA_DIR),../shared/data)
+MODEL_REPOSITORY ?= models
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint proto check-proto clean
+
+install: $(STAMP)
+
+$(STAMP): constraints.txt client/pyproject.toml server/pyproject.toml training/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt \
+		-e './client[images]' -e './server[cpu]' -e './training[cpu]' \
+		grpcio-tools pytest ruff
+	touch $@
+
+demo: $(STAMP)
+	CLASSIFY_DATA_DIR='$(DATA_DIR)' MODEL_REPOSITORY='$(MODEL_REPOSITORY)' BIN='$(BIN)' bash deploy/demo.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+proto: $(STAMP)
+	$(BIN)/python proto/generate.py
+
+check-proto: $(STAMP)
+	$(BIN)/python proto/generate.py --check
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python proto/generate.py --check
+	CLASSIFY_DATA_DIR='$(DATA_DIR)' $(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .demo
