@@ -1,0 +1,115 @@
+"""Assembles the gRPC server and runs its lifecycle: listen, load and warm, serve, drain on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from classify_client._proto.classify.v1 import classify_pb2_grpc
+
+from .data_plane import DataPlane
+from .registry import READY, BatchingLimits, ModelRegistry, ModelState
+from .runner import configure_tensorflow
+from .servicer import SERVICE_NAME, ClassifierServicer
+from .settings import ServerSettings
+from .validation import InputLimits
+
+log = logging.getLogger(__name__)
+
+OVERALL = ""  # grpc.health.v1's name for the server as a whole
+
+
+class ClassifyServer:
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.health = health.aio.HealthServicer()
+        self.registry = ModelRegistry(
+            settings.model_repository,
+            BatchingLimits(settings.max_batch_size, settings.queue_capacity_rows),
+            on_state=self._publish_model_health,
+        )
+        self.data_plane = DataPlane(
+            self.registry, InputLimits(settings.max_request_rows, settings.max_text_chars)
+        )
+        limit = settings.max_message_bytes
+        self.server = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+        )
+        classify_pb2_grpc.add_ClassifierServicer_to_server(
+            ClassifierServicer(self.data_plane, settings.stream_window), self.server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            self.server,
+        )
+        self.port = 0
+
+    def _publish_model_health(self, state: ModelState) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if state.state == READY
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        # Called from the event loop; health's setter is a coroutine.
+        asyncio.get_running_loop().create_task(self.health.set(state.name, status))
+
+    async def start(self) -> None:
+        """Listen first (so probes see NOT_SERVING while models load), then load, warm and go SERVING."""
+        for service in (OVERALL, SERVICE_NAME):
+            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        address = f"{self.settings.host}:{self.settings.port}"
+        self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {address}")
+        await self.server.start()
+        log.info(
+            "listening on %s:%d; loading models from %s",
+            self.settings.host,
+            self.port,
+            self.settings.model_repository,
+        )
+        await self.registry.load_repository()
+        ready = self.registry.ready_count()
+        if ready == 0:
+            log.error("no model could be loaded from %s; staying NOT_SERVING", self.settings.model_repository)
+            return
+        for service in (OVERALL, SERVICE_NAME):
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        log.info("SERVING %d model(s) on %s:%d", ready, self.settings.host, self.port)
+
+    async def stop(self) -> None:
+        """Readiness goes NOT_SERVING, new calls are refused, accepted ones finish within the grace period."""
+        log.info("shutting down: finishing accepted requests (grace %.1f s)", self.settings.grace_seconds)
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.grace_seconds)
+        await self.registry.close()
+        log.info("stopped")
+
+
+async def serve(settings: ServerSettings) -> None:
+    configure_tensorflow(settings.intra_op_threads, settings.inter_op_threads)
+    server = ClassifyServer(settings)
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop_requested.set)
+    startup = asyncio.create_task(server.start())
+    await asyncio.wait(
+        [startup, asyncio.create_task(stop_requested.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
+    if startup.done():
+        startup.result()  # a start-up failure (port taken, bad repository) ends the process here
+        await stop_requested.wait()
+    else:
+        startup.cancel()
+    await server.stop()

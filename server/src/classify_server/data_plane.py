@@ -1,0 +1,67 @@
+"""The protocol-independent core: validate, resolve model and version, batch, pick the top classes.
+
+Every protocol the server speaks is a thin servicer over this class, so they all share one behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import DeadlineExceededError
+from .registry import ModelRegistry, ModelState
+from .repository import ModelSpec
+from .validation import InputLimits, Payload, model_input
+
+
+@dataclass(frozen=True)
+class ClassifyCall:
+    model: str
+    version: int | None
+    payload: Payload | None
+    top_k: int
+    # Seconds the caller still waits, or None when it set no deadline.
+    time_remaining: float | None = None
+
+
+@dataclass(frozen=True)
+class Classification:
+    spec: ModelSpec
+    probabilities: np.ndarray  # float32, rows × classes
+    top_indices: np.ndarray  # int, rows × k, best first
+    top_scores: np.ndarray  # float32, rows × k
+
+
+class DataPlane:
+    def __init__(self, registry: ModelRegistry, limits: InputLimits) -> None:
+        self.registry = registry
+        self.limits = limits
+
+    async def classify(self, call: ClassifyCall) -> Classification:
+        model = self.registry.resolve(call.model, call.version)
+        batch = model_input(call.payload, model.spec, self.limits)
+        deadline = None
+        if call.time_remaining is not None:
+            if call.time_remaining <= 0:
+                raise DeadlineExceededError("the request's deadline had passed when it arrived")
+            deadline = asyncio.get_running_loop().time() + call.time_remaining
+        probabilities = await model.batcher.submit(batch, deadline)
+        indices, scores = top_classes(probabilities, call.top_k)
+        return Classification(model.spec, probabilities, indices, scores)
+
+    def model_states(self) -> list[ModelState]:
+        return self.registry.states()
+
+    def metadata(self, name: str, version: int | None) -> tuple[ModelSpec, list[int]]:
+        spec = self.registry.resolve(name, version).spec
+        return spec, self.registry.versions(name)
+
+
+def top_classes(probabilities: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and scores of the k most probable classes per row, best first (k is clamped to 1..C)."""
+    k = min(max(k, 1), probabilities.shape[1])
+    # Stable sort on the negated scores keeps ties in label order, so answers are deterministic.
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(probabilities, order, axis=1)

@@ -1,0 +1,67 @@
+"""Errors of the data plane and the one place where they become gRPC status codes.
+
+The data plane raises these plain exceptions; servicers never build status codes themselves, they call
+``status_of`` (streams) or wrap handlers in ``grpc_errors`` (unary calls).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+log = logging.getLogger(__name__)
+
+
+class ClassifyServerError(Exception):
+    """Base class: an error whose message a caller can act on, with the status it maps to."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+
+class InvalidInputError(ClassifyServerError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ModelNotFoundError(ClassifyServerError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class OverloadedError(ClassifyServerError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class DeadlineExceededError(ClassifyServerError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class UnavailableError(ClassifyServerError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and message a caller sees for an exception raised while serving."""
+    if isinstance(exc, ClassifyServerError):
+        return exc.code, str(exc)
+    log.exception("unexpected error while serving", exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal server error ({type(exc).__name__}); see the server log"
+
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+
+def grpc_errors(handler: Handler) -> Handler:
+    """Turn exceptions of a unary handler into a gRPC status via ``status_of``."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await handler(self, request, context)
+        except Exception as exc:
+            code, message = status_of(exc)
+        await context.abort(code, message)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,143 @@
+"""The native classify.v1.Classifier servicer: proto messages in and out, nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+import grpc
+
+from classify_client._proto.classify.v1 import classify_pb2 as pb
+from classify_client._proto.classify.v1 import classify_pb2_grpc as pb_grpc
+
+from .data_plane import Classification, ClassifyCall, DataPlane
+from .errors import grpc_errors, status_of
+from .validation import ImagePayload, Payload, TextPayload
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Classifier"].full_name
+
+
+class ClassifierServicer(pb_grpc.ClassifierServicer):
+    def __init__(self, data_plane: DataPlane, stream_window: int) -> None:
+        self._plane = data_plane
+        self._stream_window = stream_window
+
+    @grpc_errors
+    async def Classify(
+        self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ClassifyResponse:
+        result = await self._plane.classify(_call(request, context.time_remaining()))
+        return _response(request, result)
+
+    async def ClassifyStream(
+        self, request_iterator: AsyncIterator[pb.ClassifyRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ClassifyStreamResponse]:
+        # Requests are processed concurrently (so they batch) up to the window, answered in arrival order.
+        in_flight: asyncio.Queue[asyncio.Task[pb.ClassifyStreamResponse] | None] = asyncio.Queue(
+            maxsize=self._stream_window
+        )
+
+        async def read_requests() -> None:
+            try:
+                async for request in request_iterator:
+                    await in_flight.put(asyncio.create_task(self._answer_streamed(request, context)))
+            finally:
+                await in_flight.put(None)
+
+        reader = asyncio.create_task(read_requests())
+        try:
+            while (task := await in_flight.get()) is not None:
+                yield await task
+            await reader  # surfaces a broken request stream
+        finally:
+            reader.cancel()
+            while not in_flight.empty():
+                leftover = in_flight.get_nowait()
+                if leftover is not None:
+                    leftover.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _answer_streamed(
+        self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ClassifyStreamResponse:
+        try:
+            result = await self._plane.classify(_call(request, context.time_remaining()))
+        except Exception as exc:
+            code, message = status_of(exc)
+            error = pb.StreamError(code=code.value[0], message=message)
+            return pb.ClassifyStreamResponse(request_id=request.request_id, error=error)
+        return pb.ClassifyStreamResponse(request_id=request.request_id, response=_response(request, result))
+
+    @grpc_errors
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
+        summaries = [
+            pb.ModelSummary(name=state.name, version=state.version, task=state.task, state=state.state)
+            for state in self._plane.model_states()
+        ]
+        return pb.ListModelsResponse(models=summaries)
+
+    @grpc_errors
+    async def GetModelMetadata(
+        self, request: pb.GetModelMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelMetadata:
+        spec, versions = self._plane.metadata(request.model, request.version or None)
+        return pb.ModelMetadata(
+            name=spec.name,
+            version=spec.version,
+            task=spec.task,
+            labels=list(spec.labels),
+            input=pb.InputSpec(
+                kind=spec.input.kind,
+                dtype=spec.input.dtype,
+                shape=list(spec.input.shape),
+                description=spec.input.description,
+            ),
+            metrics=spec.metrics,
+            quick=spec.quick,
+            versions=versions,
+            model_json=json.dumps(spec.raw, sort_keys=True),
+        )
+
+
+def _payload(request: pb.ClassifyRequest) -> Payload | None:
+    kind = request.WhichOneof("input")
+    if kind == "images":
+        return ImagePayload(request.images.data, tuple(request.images.shape))
+    if kind == "texts":
+        return TextPayload(tuple(request.texts.texts))
+    return None
+
+
+def _call(request: pb.ClassifyRequest, time_remaining: float | None) -> ClassifyCall:
+    return ClassifyCall(
+        model=request.model,
+        version=request.version or None,
+        payload=_payload(request),
+        top_k=request.top_k or 1,
+        time_remaining=time_remaining,
+    )
+
+
+def _response(request: pb.ClassifyRequest, result: Classification) -> pb.ClassifyResponse:
+    labels = result.spec.labels
+    predictions = []
+    for row, (indices, scores) in enumerate(
+        zip(result.top_indices.tolist(), result.top_scores.tolist(), strict=True)
+    ):
+        classes = [
+            pb.ClassScore(index=index, label=labels[index], score=score)
+            for index, score in zip(indices, scores, strict=True)
+        ]
+        probabilities = result.probabilities[row].tolist() if request.return_probabilities else []
+        predictions.append(pb.Prediction(classes=classes, probabilities=probabilities))
+    return pb.ClassifyResponse(
+        model=result.spec.name,
+        version=result.spec.version,
+        predictions=predictions,
+        request_id=request.request_id,
+    )

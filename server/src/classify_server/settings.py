@@ -1,0 +1,56 @@
+"""The server's settings: one typed object read from flags and CLASSIFY_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServerSettings(BaseSettings):
+    """Serve every model in a Classify model repository over gRPC.
+
+    Each setting is a flag (``--max-batch-size 64``) and an environment variable
+    (``CLASSIFY_MAX_BATCH_SIZE=64``); a flag wins over the environment.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLASSIFY_",
+        cli_prog_name="classify-server",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        extra="forbid",
+    )
+
+    model_repository: Path = Field(
+        description="Folder holding <model>/<version>/ SavedModels with their model.json",
+    )
+    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for all interfaces")
+    port: int = Field(8500, ge=0, le=65535, description="gRPC port; 0 picks a free one (logged)")
+    max_batch_size: int = Field(
+        128, ge=1, description="Most rows one model execution takes; queued requests are merged up to it"
+    )
+    max_request_rows: int = Field(
+        4096, ge=1, description="Most rows (images or texts) one request may carry; more is INVALID_ARGUMENT"
+    )
+    queue_capacity_rows: int = Field(
+        8192, ge=1, description="Rows a model may have queued; beyond it requests get RESOURCE_EXHAUSTED"
+    )
+    max_text_chars: int = Field(100_000, ge=1, description="Longest text accepted, in characters")
+    max_message_bytes: int = Field(
+        64 * 1024 * 1024, ge=4 * 1024 * 1024, description="Largest gRPC message, both directions"
+    )
+    stream_window: int = Field(
+        32, ge=1, description="Requests of one ClassifyStream processed concurrently before reading more"
+    )
+    grace_seconds: float = Field(
+        15.0, ge=0, description="On SIGTERM/SIGINT, how long accepted requests may take to finish"
+    )
+    intra_op_threads: int = Field(
+        0, ge=0, description="TensorFlow intra-op threads; 0 lets TensorFlow use every core"
+    )
+    inter_op_threads: int = Field(
+        1, ge=0, description="TensorFlow inter-op threads; 0 lets TensorFlow decide"
+    )
+    log_level: str = Field("INFO", description="Python logging level")
