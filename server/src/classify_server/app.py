@@ -107,9 +107,11 @@ async def serve(settings: ServerSettings) -> None:
     await asyncio.wait(
         [startup, asyncio.create_task(stop_requested.wait())], return_when=asyncio.FIRST_COMPLETED
     )
-    if startup.done():
-        startup.result()  # a start-up failure (port taken, bad repository) ends the process here
-        await stop_requested.wait()
-    else:
-        startup.cancel()
-    await server.stop()
+    try:
+        if startup.done():
+            startup.result()  # a start-up failure (port taken, bad repository) ends the process here
+            await stop_requested.wait()
+        else:
+            startup.cancel()
+    finally:
+        await server.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -54,3 +54,10 @@ class ServerSettings(BaseSettings):
         1, ge=0, description="TensorFlow inter-op threads; 0 lets TensorFlow decide"
     )
     log_level: str = Field("INFO", description="Python logging level")
+
+    @field_validator("model_repository")
+    @classmethod
+    def _must_be_a_folder(cls, path: Path) -> Path:
+        if not path.is_dir():
+            raise ValueError(f"{path} is not a folder")
+        return path

@@ -1,0 +1,180 @@
+"""Fixtures shared by the end-to-end tests: real data, quick models trained once, real server processes.
+
+Nothing here is mocked: models are trained by the real `classify-train`, served by the real
+`classify-server` on loopback, and called over gRPC.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+MODEL_NAMES = ("mnist-softmax", "mnist-mlp", "mnist-cnn", "imdb-lstm")
+SERVER_START_SECONDS = 180
+
+
+def data_dir() -> Path:
+    """The data directory: CLASSIFY_DATA_DIR, else the shared folder beside the repository."""
+    configured = os.environ.get("CLASSIFY_DATA_DIR")
+    path = Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
+    if not (path / "mnist").is_dir() or not (path / "imdb").is_dir():
+        # Fail, never skip: a suite that silently skips is a failed suite.
+        pytest.fail(f"data directory {path} lacks mnist/ and imdb/; set CLASSIFY_DATA_DIR", pytrace=False)
+    return path.resolve()
+
+
+@pytest.fixture(scope="session")
+def data_path() -> Path:
+    return data_dir()
+
+
+def run_cli(
+    *args: str | Path, timeout: float = 900, check: bool = True, **kwargs
+) -> subprocess.CompletedProcess:
+    """Run one of the installed commands (classify, classify-train, classify-server) and capture it."""
+    command = [str(BIN / str(args[0])), *map(str, args[1:])]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
+    if check and result.returncode != 0:
+        pytest.fail(
+            f"{' '.join(command)} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}",
+            pytrace=False,
+        )
+    return result
+
+
+@pytest.fixture(scope="session")
+def quick_repository(tmp_path_factory: pytest.TempPathFactory, data_path: Path) -> Path:
+    """All four models trained with --quick once per test session, into a fresh repository."""
+    repository = tmp_path_factory.mktemp("models")
+    run_cli("classify-train", "all", "--quick", "--data-dir", data_path, "--export", repository, timeout=1800)
+    for name in MODEL_NAMES:
+        assert (repository / name / "1" / "model.json").is_file(), f"{name} was not exported"
+    return repository
+
+
+@pytest.fixture(scope="session")
+def validation_files(tmp_path_factory: pytest.TempPathFactory, data_path: Path) -> Path:
+    """Held-out validation samples in the standard formats (models never trained on them)."""
+    out = tmp_path_factory.mktemp("validation")
+    run_cli("classify-train", "split", "mnist", "--data-dir", data_path, "--out", out, "--limit", "1000")
+    run_cli("classify-train", "split", "imdb", "--data-dir", data_path, "--out", out, "--limit", "400")
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def health_status(target: str, service: str = "", timeout: float = 2.0) -> str:
+    """SERVING / NOT_SERVING / SERVICE_UNKNOWN, or UNREACHABLE when nothing answers yet."""
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return "SERVICE_UNKNOWN"
+            return "UNREACHABLE"
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen
+    target: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_serving(self, timeout: float = SERVER_START_SECONDS) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(
+                    f"server exited {self.process.returncode} during start-up:\n{self.log()}", pytrace=False
+                )
+            if health_status(self.target) == "SERVING":
+                return
+            time.sleep(0.1)
+        pytest.fail(f"server not SERVING after {timeout} s:\n{self.log()}", pytrace=False)
+
+    def terminate(self, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"server ignored SIGTERM for {timeout} s:\n{self.log()}", pytrace=False)
+        return -1
+
+
+def launch_server(repository: Path, log_dir: Path, *extra: str) -> ServerProcess:
+    port = free_port()
+    log_path = log_dir / f"server-{port}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                str(BIN / "classify-server"),
+                "--model-repository",
+                str(repository),
+                "--port",
+                str(port),
+                *extra,
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    return ServerProcess(process, f"127.0.0.1:{port}", log_path)
+
+
+@pytest.fixture(scope="session")
+def server(quick_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for the whole session, serving the quick models."""
+    started = launch_server(quick_repository, tmp_path_factory.mktemp("server-logs"))
+    try:
+        started.wait_serving()
+        yield started
+    finally:
+        started.terminate()
+
+
+@pytest.fixture
+def private_server(tmp_path: Path):
+    """Start servers that a test may stop, break or signal; all are stopped afterwards."""
+    launched: list[ServerProcess] = []
+
+    def start(repository: Path, *extra: str) -> ServerProcess:
+        launched.append(launch_server(repository, tmp_path, *extra))
+        return launched[-1]
+
+    yield start
+    for process in launched:
+        if process.process.poll() is None:
+            process.process.kill()
+            process.process.wait()
+
+
+def copy_model(repository: Path, name: str, destination: Path, new_name: str | None = None) -> Path:
+    """Copy one exported model (all its versions) into another repository."""
+    target = destination / (new_name or name)
+    shutil.copytree(repository / name, target)
+    return target
