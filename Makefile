@@ -6,6 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= $(or $(CLASSIFY_DATA_DIR),../shared/data)
 MODEL_REPOSITORY ?= models
+DEMO_DIR ?= .demo
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint proto check-proto clean
@@ -21,7 +22,7 @@ $(STAMP): constraints.txt client/pyproject.toml server/pyproject.toml training/p
 	touch $@
 
 demo: $(STAMP)
-	CLASSIFY_DATA_DIR='$(DATA_DIR)' MODEL_REPOSITORY='$(MODEL_REPOSITORY)' BIN='$(BIN)' bash deploy/demo.sh
+	CLASSIFY_DATA_DIR='$(DATA_DIR)' MODEL_REPOSITORY='$(MODEL_REPOSITORY)' DEMO_DIR='$(DEMO_DIR)' BIN='$(BIN)' bash deploy/demo.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
