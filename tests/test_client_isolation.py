@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,9 @@ from conftest import REPO_ROOT
 
 def test_client_only_environment_has_no_tensorflow_and_the_cli_works(tmp_path: Path) -> None:
     venv = tmp_path / "client-only"
+    # Build from a copy: setuptools leaves a build/ folder beside the sources it builds.
+    source = tmp_path / "client"
+    shutil.copytree(REPO_ROOT / "client", source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     install = subprocess.run(
         [
@@ -19,7 +23,7 @@ def test_client_only_environment_has_no_tensorflow_and_the_cli_works(tmp_path: P
             "--quiet",
             "-c",
             str(REPO_ROOT / "constraints.txt"),
-            str(REPO_ROOT / "client"),
+            str(source),
         ],
         capture_output=True,
         text=True,

@@ -38,7 +38,13 @@ class ClassifyServer:
         )
         limit = settings.max_message_bytes
         self.server = grpc.aio.server(
-            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                # gRPC shares a busy port with SO_REUSEPORT by default: a second server would silently
+                # split traffic with the first instead of failing to start.
+                ("grpc.so_reuseport", 0),
+            ]
         )
         classify_pb2_grpc.add_ClassifierServicer_to_server(
             ClassifierServicer(self.data_plane, settings.stream_window), self.server
@@ -53,6 +59,7 @@ class ClassifyServer:
             self.server,
         )
         self.port = 0
+        self._background: set[asyncio.Task[None]] = set()
 
     def _publish_model_health(self, state: ModelState) -> None:
         status = (
@@ -60,8 +67,10 @@ class ClassifyServer:
             if state.state == READY
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        # Called from the event loop; health's setter is a coroutine.
-        asyncio.get_running_loop().create_task(self.health.set(state.name, status))
+        # Called from the event loop; health's setter is a coroutine. Keep a reference until it ran.
+        task = asyncio.get_running_loop().create_task(self.health.set(state.name, status))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def start(self) -> None:
         """Listen first (so probes see NOT_SERVING while models load), then load, warm and go SERVING."""

@@ -1,0 +1,89 @@
+"""Client library for the Classify gRPC model service: ``Client``, ``AsyncClient`` and typed results.
+
+Names are resolved lazily so that ``classify --help`` does not pay for importing grpc and numpy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .aio import AsyncClient
+    from .client import ClassifyFuture, Client
+    from .errors import (
+        ClassifyError,
+        DeadlineExceededError,
+        InvalidInputError,
+        ModelNotFoundError,
+        OverloadedError,
+        UnauthenticatedError,
+        UnavailableError,
+    )
+    from .types import (
+        ClassifyResult,
+        ClassScore,
+        InputSpec,
+        ModelInfo,
+        ModelMetadata,
+        Prediction,
+        StreamReply,
+        StreamRequest,
+    )
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Client": "client",
+    "ClassifyFuture": "client",
+    "AsyncClient": "aio",
+    "ClassifyError": "errors",
+    "InvalidInputError": "errors",
+    "ModelNotFoundError": "errors",
+    "OverloadedError": "errors",
+    "DeadlineExceededError": "errors",
+    "UnavailableError": "errors",
+    "UnauthenticatedError": "errors",
+    "ClassifyResult": "types",
+    "ClassScore": "types",
+    "Prediction": "types",
+    "ModelInfo": "types",
+    "ModelMetadata": "types",
+    "InputSpec": "types",
+    "StreamRequest": "types",
+    "StreamReply": "types",
+}
+
+__all__ = [
+    "AsyncClient",
+    "ClassScore",
+    "ClassifyError",
+    "ClassifyFuture",
+    "ClassifyResult",
+    "Client",
+    "DeadlineExceededError",
+    "InputSpec",
+    "InvalidInputError",
+    "ModelInfo",
+    "ModelMetadata",
+    "ModelNotFoundError",
+    "OverloadedError",
+    "Prediction",
+    "StreamReply",
+    "StreamRequest",
+    "UnauthenticatedError",
+    "UnavailableError",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # resolve once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,0 +1,223 @@
+"""The ``classify`` command: score files, list models, check health.
+
+Exit codes: 0 all good; 1 some rows failed (score) or not SERVING (health); 2 usage, whole-file or
+connection problems. Heavy modules (grpc, numpy) are imported inside the commands so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+DEFAULT_TARGET = "127.0.0.1:8500"
+TARGET_HELP = "Server address HOST:PORT (or dns:///HOST:PORT); env CLASSIFY_TARGET."
+
+
+class FatalError(click.ClickException):
+    """A problem with the whole job (input file, server, model): one line on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+def parse_headers(values: tuple[str, ...]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for value in values:
+        key, separator, content = value.partition("=")
+        if not separator or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {value!r}", param_hint="--header")
+        headers[key.strip().lower()] = content
+    return headers
+
+
+def target_option(function: Any) -> Any:
+    return click.option(
+        "--target",
+        envvar="CLASSIFY_TARGET",
+        default=DEFAULT_TARGET,
+        show_default=True,
+        help=TARGET_HELP,
+    )(function)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="gRPC metadata sent with every call (repeatable), e.g. authorization=Bearer ...",
+)
+@click.version_option(package_name="classify-client")
+@click.pass_context
+def main(context: click.Context, headers: tuple[str, ...]) -> None:
+    """Client of the Classify gRPC model service."""
+    context.obj = parse_headers(headers)
+
+
+@main.command()
+@target_option
+@click.option("--model", required=True, help="Model name, e.g. mnist-cnn or imdb-lstm.")
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="IDX images (.gz too), .npy, a folder of PNG/JPEG, JSON lines (.jsonl[.gz]) or text lines (.txt).",
+)
+@click.option(
+    "--labels",
+    "labels_path",
+    type=click.Path(path_type=Path),
+    help="True labels: IDX labels file, .npy, or text with one label a line (indices or label names).",
+)
+@click.option(
+    "--output",
+    "output_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Results, one row per input in input order; .csv or .jsonl.",
+)
+@click.option("--summary-json", type=click.Path(path_type=Path), help="Also write the summary as JSON here.")
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--limit", type=click.IntRange(min=0), help="Score only the first N input rows.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Rows a call.")
+@click.option("--in-flight", type=click.IntRange(min=1), default=4, show_default=True, help="Calls at once.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
+@click.pass_obj
+def score(
+    headers: dict[str, str],
+    *,
+    target: str,
+    model: str,
+    input_path: Path,
+    labels_path: Path | None,
+    output_path: Path,
+    summary_json: Path | None,
+    top_k: int,
+    limit: int | None,
+    batch_size: int,
+    in_flight: int,
+    timeout: float,
+) -> None:
+    """Score a file of images or texts with a model and write one result row per input."""
+    from .outputs import output_format
+    from .report import summary_lines
+    from .score_job import JobError, ScoreOptions, run_score
+
+    try:
+        output_format(output_path)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--output") from None
+    options = ScoreOptions(
+        model=model,
+        input=input_path,
+        output=output_path,
+        target=target,
+        labels=labels_path,
+        summary_json=summary_json,
+        top_k=top_k,
+        limit=limit,
+        batch_size=batch_size,
+        in_flight=in_flight,
+        timeout=timeout,
+        headers=headers,
+    )
+    try:
+        summary = run_score(options)
+    except JobError as exc:
+        raise FatalError(str(exc)) from None
+    for line in summary_lines(summary):
+        click.echo(line)
+    sys.exit(1 if summary.failed else 0)
+
+
+@main.command()
+@target_option
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True)
+@click.pass_obj
+def models(headers: dict[str, str], target: str, timeout: float) -> None:
+    """List the models the server answers with."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .client import Client
+    from .errors import ClassifyError, describe_for_target
+
+    with Client(target, timeout=timeout, headers=headers) as client:
+        try:
+            infos = client.models()
+            details = {info.name: _metadata_or_none(client, info.name) for info in infos}
+        except ClassifyError as exc:
+            raise FatalError(describe_for_target(exc, target)) from None
+    table = Table("name", "version", "task", "state", "validation accuracy", "quick")
+    for info in infos:
+        metadata = details[info.name]
+        accuracy = metadata.metrics.get("validation_accuracy") if metadata else None
+        quick = "?" if metadata is None else ("yes" if metadata.quick else "no")
+        table.add_row(
+            info.name,
+            str(info.version),
+            info.task,
+            info.state,
+            "" if accuracy is None else f"{accuracy:.4f}",
+            quick,
+        )
+    console = Console()
+    if not console.is_terminal:  # pipes get 80 columns by default: too narrow, the table would truncate
+        console = Console(width=160)
+    console.print(table)
+
+
+def _metadata_or_none(client: Any, name: str) -> Any:
+    from .errors import ClassifyError, UnavailableError
+
+    try:
+        return client.metadata(name)
+    except UnavailableError:
+        raise
+    except ClassifyError:  # e.g. a model that went away between the two calls: show what we have
+        return None
+
+
+@main.command()
+@target_option
+@click.option("--model", help="Check this model instead of the server as a whole.")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Poll up to this many seconds until SERVING (an unreachable server counts as not yet).",
+)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True)
+@click.pass_obj
+def health(headers: dict[str, str], target: str, model: str | None, wait: float, timeout: float) -> None:
+    """Print the health status (SERVING, NOT_SERVING, SERVICE_UNKNOWN); exit 0 only when SERVING."""
+    from .client import Client
+    from .errors import ClassifyError, UnavailableError, describe_for_target
+    from .health import SERVING
+
+    deadline = time.monotonic() + wait
+    with Client(target, timeout=timeout, headers=headers) as client:
+        while True:
+            try:
+                status = client.health(model or "")
+            except UnavailableError as exc:
+                status, unreachable = None, exc
+            except ClassifyError as exc:
+                raise FatalError(describe_for_target(exc, target)) from None
+            if status == SERVING or time.monotonic() + 0.25 > deadline:
+                break
+            time.sleep(0.25)
+    if status is None:
+        raise FatalError(describe_for_target(unreachable, target))
+    click.echo(status)
+    sys.exit(0 if status == SERVING else 1)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m classify_client.cli`
+    main(prog_name=os.path.basename(sys.argv[0]))

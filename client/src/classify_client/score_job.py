@@ -1,0 +1,152 @@
+"""``classify score`` as a function of paths: check everything that can be checked, then score.
+
+The order matters: every whole-job mistake (output extension, input format, labels file, server, model,
+input kind) is found before the first row is scored or the output file is created.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .client import Client
+from .errors import ClassifyError, describe_for_target
+from .formats import FormatError
+from .inputs import TEXT, InputRow, InputSource, MissingDependencyError, open_input
+from .labels import LabelMap, check_labels, read_labels, resolve_labels
+from .outputs import open_writer, output_format
+from .progress import StderrReporter
+from .report import ScoreSummary
+from .scoring import ClientBackend, Scorer
+from .settings import DEFAULT_TARGET
+from .types import ModelMetadata
+
+
+class JobError(Exception):
+    """The job cannot run or cannot go on; the message is one line saying why."""
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    model: str
+    input: Path
+    output: Path
+    target: str = DEFAULT_TARGET
+    labels: Path | None = None
+    summary_json: Path | None = None
+    top_k: int = 1
+    limit: int | None = None
+    batch_size: int = 256
+    in_flight: int = 4
+    timeout: float | None = 30.0
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def run_score(options: ScoreOptions, reporter: StderrReporter | None = None) -> ScoreSummary:
+    """Score ``options.input`` into ``options.output``; raise JobError for whole-job problems.
+
+    Bad rows do not raise: they are written with their error and counted in the summary's ``failed``.
+    """
+    try:
+        output_format(options.output)
+        source = open_input(options.input)
+        external = read_labels(options.labels) if options.labels else None
+    except (ValueError, MissingDependencyError) as exc:  # FormatError is a ValueError
+        raise JobError(str(exc)) from None
+    check_label_count(source, external, options.labels)
+    with Client(options.target, timeout=options.timeout, headers=options.headers) as client:
+        metadata = fetch_metadata(client, options)
+        check_input_kind(source, metadata, options)
+        label_map = LabelMap(metadata.labels)
+        if external is not None:
+            try:
+                check_labels(external, label_map, options.labels or "")
+            except FormatError as exc:
+                raise JobError(str(exc)) from None
+        rows = resolve_labels(limited(source.rows(), options.limit), label_map, external)
+        total = source.count if options.limit is None else min(source.count or options.limit, options.limit)
+        backend = ClientBackend(
+            client, options.model, version=metadata.version, top_k=options.top_k, timeout=options.timeout
+        )
+        summary = score_rows(rows, backend, metadata, options, reporter or StderrReporter(total))
+    if external is not None and options.limit is None and summary.n != len(external):
+        # Text inputs have no length up front, so the labels file could not be checked before scoring.
+        print(f"warning: {len(external)} labels for {summary.n} input rows", file=sys.stderr)
+    if options.summary_json is not None:
+        write_summary_json(options.summary_json, summary)
+    return summary
+
+
+def score_rows(
+    rows: Iterator[InputRow],
+    backend: ClientBackend,
+    metadata: ModelMetadata,
+    options: ScoreOptions,
+    reporter: StderrReporter,
+) -> ScoreSummary:
+    start = time.perf_counter()
+    try:
+        with open_writer(options.output) as writer, reporter:
+            scorer = Scorer(
+                backend,
+                writer,
+                reporter,
+                labels=metadata.labels,
+                batch_size=options.batch_size,
+                in_flight=options.in_flight,
+            )
+            tally = scorer.run(rows)
+    except ClassifyError as exc:
+        raise JobError(describe_for_target(exc, options.target)) from None
+    except OSError as exc:
+        raise JobError(f"{options.output}: cannot write output: {exc.strerror or exc}") from None
+    return ScoreSummary(
+        model=metadata.name or options.model,
+        version=metadata.version,
+        n=tally.n,
+        scored=tally.scored,
+        failed=tally.failed,
+        labelled=tally.labelled,
+        correct=tally.correct,
+        seconds=time.perf_counter() - start,
+        labels=metadata.labels,
+        confusion=tally.confusion,
+    )
+
+
+def check_label_count(source: InputSource, external: list[Any] | None, path: Path | None) -> None:
+    # Only checkable when the input's length is known up front (IDX, .npy, folders); a mismatch almost
+    # always means the wrong labels file, and scoring with it would report a meaningless accuracy.
+    if external is not None and source.count is not None and len(external) != source.count:
+        raise JobError(f"{path}: {len(external)} labels for {source.count} input rows in {source.path}")
+
+
+def fetch_metadata(client: Client, options: ScoreOptions) -> ModelMetadata:
+    try:
+        return client.metadata(options.model)
+    except ClassifyError as exc:
+        raise JobError(describe_for_target(exc, options.target)) from None
+
+
+def check_input_kind(source: InputSource, metadata: ModelMetadata, options: ScoreOptions) -> None:
+    kind = metadata.input.kind or ("text" if "text" in metadata.task else "image")
+    if kind != source.kind:
+        held = "texts" if source.kind == TEXT else "images"
+        raise JobError(f"model {options.model} takes {kind} input but {source.path} holds {held}")
+
+
+def limited(rows: Iterator[InputRow], limit: int | None) -> Iterator[InputRow]:
+    return rows if limit is None else itertools.islice(rows, limit)
+
+
+def write_summary_json(path: Path, summary: ScoreSummary) -> None:
+    try:
+        path.write_text(json.dumps(summary.as_json(), indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise JobError(f"{path}: cannot write summary: {exc.strerror or exc}") from None

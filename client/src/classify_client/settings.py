@@ -1,0 +1,70 @@
+"""Per-client defaults and their per-call overrides, shared by the sync and the asyncio client."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_TARGET = "127.0.0.1:8500"
+DEFAULT_TIMEOUT = 30.0
+# gRPC's own default is 4 MB, about 5k MNIST images per call: far too small for batch scoring.
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+DEFAULT_CHUNK_ROWS = 256
+# Chunk calls kept in flight by one classify() call: enough to overlap the network with the server's
+# batcher, few enough not to fill its bounded queue on our own.
+DEFAULT_IN_FLIGHT = 4
+
+ChannelOptions = Sequence[tuple[str, Any]]
+
+
+class Unset(enum.Enum):
+    """Marks an argument that was not passed, where None has a meaning of its own (no timeout)."""
+
+    TOKEN = enum.auto()
+
+
+UNSET = Unset.TOKEN
+Timeout = float | None | Unset
+
+
+@dataclass(frozen=True)
+class CallDefaults:
+    """What every call uses unless it passes its own ``timeout=`` or ``headers=``."""
+
+    timeout: float | None = DEFAULT_TIMEOUT
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def timeout_for(self, timeout: Timeout) -> float | None:
+        return self.timeout if isinstance(timeout, Unset) else timeout
+
+    def metadata_for(self, headers: Mapping[str, str] | None) -> tuple[tuple[str, str], ...] | None:
+        """gRPC metadata for a call: the call's headers merged over the defaults, keys lowercased.
+
+        gRPC rejects upper-case metadata keys, so lowercasing here saves callers a confusing error.
+        """
+        merged = {key.lower(): value for key, value in self.headers.items()}
+        merged.update({key.lower(): value for key, value in (headers or {}).items()})
+        return tuple(merged.items()) or None
+
+
+def channel_options(
+    *,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    load_balancing: str | None = None,
+    options: ChannelOptions = (),
+) -> list[tuple[str, Any]]:
+    """Channel arguments: large messages both ways, an optional load-balancing policy, then extras.
+
+    ``load_balancing="round_robin"`` spreads calls over every address a ``dns:///host:port`` target
+    resolves to (several server replicas behind one name); the default picks the first address only.
+    """
+    merged: dict[str, Any] = {
+        "grpc.max_send_message_length": max_message_bytes,
+        "grpc.max_receive_message_length": max_message_bytes,
+    }
+    if load_balancing:
+        merged["grpc.lb_policy_name"] = load_balancing
+    merged.update(dict(options))
+    return list(merged.items())
