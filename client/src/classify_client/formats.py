@@ -103,7 +103,7 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
     path = Path(path)
     if path.suffix == ".gz":
         # mtime=0 keeps the bytes (and so their checksum) the same for the same array.
-        with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as stream:
+        with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as stream:
             stream.write(payload)
     else:
         path.write_bytes(payload)

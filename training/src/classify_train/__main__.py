@@ -1,0 +1,5 @@
+"""``python -m classify_train`` is ``classify-train``."""
+
+from classify_train.cli import main
+
+main()

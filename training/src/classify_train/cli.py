@@ -1,0 +1,170 @@
+"""``classify-train``: train the course's models and export them, or write out the validation split.
+
+TensorFlow is imported only inside the training commands (it takes seconds to load), so ``--help`` and
+``split`` answer at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from classify_train.data.datadir import resolve_data_dir
+from classify_train.data.split import DEFAULT_SEED
+from classify_train.datasets import DATASET_NAMES
+from classify_train.errors import USER_ERRORS
+from classify_train.recipes import MODEL_NAMES
+from classify_train.repository import existing_versions
+
+
+class _ModelGroup(click.Group):
+    """A group whose unknown-command error lists the models, the commonest mistake."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            raise click.UsageError(
+                f"unknown command or model {args[0]!r}; models: {', '.join(MODEL_NAMES)}; "
+                f"other commands: all, split",
+                ctx,
+            )
+        return super().resolve_command(ctx, args)
+
+
+def _user_errors_as_click(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the errors a user can fix (missing data, bad files) into one-line messages, not tracebacks."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except USER_ERRORS as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+_data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory holding mnist/ and imdb/ data (default: $CLASSIFY_DATA_DIR).",
+)
+_seed_option = click.option(
+    "--seed",
+    type=int,
+    default=DEFAULT_SEED,
+    show_default=True,
+    help="Seed of the validation split and training.",
+)
+
+
+def _training_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            _data_dir_option,
+            click.option(
+                "--export",
+                "repo",
+                required=True,
+                type=click.Path(file_okay=False, path_type=Path),
+                help="Model repository; the model is written to REPO/NAME/<next version>/.",
+            ),
+            click.option(
+                "--epochs", type=click.IntRange(min=1), help="Override the recipe's number of epochs."
+            ),
+            click.option("--quick", is_flag=True, help="One epoch on a small subset: for tests and demos."),
+            _seed_option,
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+@click.group(cls=_ModelGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="classify-train")
+def main() -> None:
+    """Train the course's MNIST and IMDb models and export them into a Classify model repository."""
+
+
+def _train(
+    names: list[str], data_dir: Path | None, repo: Path, *, quick: bool, epochs: int | None, seed: int
+) -> None:
+    directory = resolve_data_dir(data_dir)
+    # Hide TensorFlow's start-up INFO chatter unless the user asked for it.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    from classify_train.pipeline import train_and_export
+
+    for name in names:
+        result = train_and_export(name, directory, repo, quick=quick, epochs=epochs, seed=seed)
+        click.echo(
+            f"{result.name}: exported {result.version_dir} "
+            f"(validation accuracy {result.validation_accuracy:.4f}, trained in {result.seconds:.1f} s)"
+        )
+
+
+def _model_command(name: str) -> click.Command:
+    @_training_options
+    @_user_errors_as_click
+    def command(*, data_dir: Path | None, repo: Path, epochs: int | None, quick: bool, seed: int) -> None:
+        _train([name], data_dir, repo, quick=quick, epochs=epochs, seed=seed)
+
+    return click.command(name, help=f"Train {name} and export it as the next version in REPO/{name}/.")(
+        command
+    )
+
+
+for _name in MODEL_NAMES:
+    main.add_command(_model_command(_name))
+
+
+@main.command("all")
+@_training_options
+@click.option("--if-empty", is_flag=True, help="Skip every model that already has a version in REPO.")
+@_user_errors_as_click
+def train_all(
+    *, data_dir: Path | None, repo: Path, epochs: int | None, quick: bool, seed: int, if_empty: bool
+) -> None:
+    """Train and export all four models."""
+    names = list(MODEL_NAMES)
+    if if_empty:
+        for name in [n for n in names if existing_versions(repo / n)]:
+            click.echo(
+                f"{name}: skipped, {repo / name} already has version {existing_versions(repo / name)[-1]}"
+            )
+            names.remove(name)
+    if names:
+        _train(names, data_dir, repo, quick=quick, epochs=epochs, seed=seed)
+
+
+@main.command("split")
+@click.argument("dataset", type=click.Choice(DATASET_NAMES))
+@_data_dir_option
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output directory.",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Write a stratified sample of this many rows.")
+@_seed_option
+@_user_errors_as_click
+def split_command(
+    *, dataset: str, data_dir: Path | None, out_dir: Path, limit: int | None, seed: int
+) -> None:
+    """Write the validation split (rows no model trained on) in standard formats, for scoring."""
+    from classify_train.validation_files import write_validation_split
+
+    clock = time.perf_counter()
+    written = write_validation_split(dataset, resolve_data_dir(data_dir), out_dir, limit=limit, seed=seed)
+    for path in written.files:
+        click.echo(str(path))
+    click.echo(
+        f"{written.rows} validation rows written in {time.perf_counter() - clock:.1f} s "
+        f"(split indices sha256 {written.indices_sha256})"
+    )

@@ -1,0 +1,107 @@
+"""Writes a trained model into ``REPO/NAME/VERSION/`` as a TF SavedModel plus model.json.
+
+The contract with the server: one signature ``serving_default`` taking ``images`` (uint8 [None, 28, 28])
+or ``texts`` (string [None]) and returning ``probabilities`` (float32 [None, classes]); all preprocessing
+is inside the graph. A version appears by one atomic rename of a finished directory, so a server scanning
+the repository never sees a half-written version.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from classify_train.errors import ExportError
+from classify_train.metadata import OUTPUT_NAME, SIGNATURE
+from classify_train.repository import STAGING_PREFIX, publish
+from classify_train.training import TrainedModel
+
+TOLERANCE = 1e-5
+
+
+def export_model(
+    trained: TrainedModel,
+    repo: Path,
+    name: str,
+    document_for: Callable[[int], dict[str, Any]],
+    sample: np.ndarray | list[str],
+) -> Path:
+    """Export, verify against ``sample`` inputs, and publish as the next version; returns its directory.
+
+    ``document_for(version)`` builds model.json once the version number is known.
+    """
+    model_dir = repo / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=model_dir))
+    # mkdtemp makes it private (0700); a server running as another user must be able to read the version.
+    staging.chmod(0o755)
+    try:
+        write_saved_model(trained, staging)
+        verify_saved_model(trained, staging, sample)
+        return publish(staging, model_dir, document_for)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when published
+
+
+def write_saved_model(trained: TrainedModel, directory: Path) -> None:
+    archive = keras.export.ExportArchive()
+    archive.track(trained.model)
+    if trained.vectorizer is not None:
+        # The vectorizer's vocabulary is a lookup table: it must be tracked to be saved with the graph.
+        archive.track(trained.vectorizer)
+    input_spec = serving_input_spec(trained)
+    archive.add_endpoint(name=SIGNATURE, fn=serving_function(trained), input_signature=[input_spec])
+    archive.write_out(str(directory), verbose=False)
+
+
+def serving_input_spec(trained: TrainedModel) -> tf.TensorSpec:
+    if trained.vectorizer is not None:
+        return tf.TensorSpec(shape=[None], dtype=tf.string, name="texts")
+    return tf.TensorSpec(shape=[None, 28, 28], dtype=tf.uint8, name="images")
+
+
+def serving_function(trained: TrainedModel) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
+    model, vectorizer = trained.model, trained.vectorizer
+    if vectorizer is not None:
+
+        def serve_texts(texts: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {OUTPUT_NAME: model(vectorizer(texts), training=False)}
+
+        return serve_texts
+
+    def serve_images(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        # The model's first layer casts uint8 to float32 and scales by 1/255.
+        return {OUTPUT_NAME: model(images, training=False)}
+
+    return serve_images
+
+
+def keras_probabilities(trained: TrainedModel, inputs: np.ndarray | list[str]) -> np.ndarray:
+    """What the in-memory Keras model predicts, the reference the exported graph must match."""
+    if trained.vectorizer is not None:
+        inputs = np.asarray(trained.vectorizer(tf.constant(inputs)))
+    return np.asarray(trained.model.predict(inputs, verbose=0))
+
+
+def verify_saved_model(trained: TrainedModel, directory: Path, sample: np.ndarray | list[str]) -> None:
+    """Reload the SavedModel as a server would and check names, dtypes, shapes and predictions."""
+    signature = tf.saved_model.load(str(directory)).signatures[SIGNATURE]
+    spec = serving_input_spec(trained)
+    inputs = signature.structured_input_signature[1]
+    if list(inputs) != [spec.name] or not spec.is_compatible_with(inputs[spec.name]):
+        raise ExportError(f"signature inputs are {inputs}, expected only {spec}")
+    outputs = signature.structured_outputs
+    if list(outputs) != [OUTPUT_NAME] or outputs[OUTPUT_NAME].dtype != tf.float32:
+        raise ExportError(f"signature outputs are {outputs}, expected one float32 output {OUTPUT_NAME!r}")
+    exported = signature(**{spec.name: tf.constant(sample, dtype=spec.dtype)})[OUTPUT_NAME].numpy()
+    expected = keras_probabilities(trained, sample)
+    if exported.shape != expected.shape or not np.allclose(exported, expected, rtol=0, atol=TOLERANCE):
+        difference = np.max(np.abs(exported - expected)) if exported.shape == expected.shape else "shape"
+        raise ExportError(f"exported predictions differ from the Keras model's (max difference {difference})")

@@ -1,0 +1,1 @@
+"""Keras 3 model definitions. These modules import Keras at the top: import them only where training."""

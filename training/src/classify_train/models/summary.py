@@ -1,0 +1,49 @@
+"""A one-line architecture description for model.json, read from the built layers so it cannot drift."""
+
+from __future__ import annotations
+
+import keras
+
+
+def describe_architecture(
+    model: keras.Model, vectorizer: keras.layers.TextVectorization | None = None
+) -> str:
+    parts = [_describe_vectorizer(vectorizer)] if vectorizer is not None else []
+    parts.extend(_describe_layer(layer) for layer in model.layers)
+    return " -> ".join(parts)
+
+
+def _describe_vectorizer(vectorizer: keras.layers.TextVectorization) -> str:
+    config = vectorizer.get_config()
+    return f"TextVectorization({config['max_tokens']} tokens, length {config['output_sequence_length']})"
+
+
+def _describe_layer(layer: keras.layers.Layer) -> str:
+    config = layer.get_config()
+    kind = type(layer).__name__
+    details: list[str] = []
+    if kind == "Rescaling":
+        details = [_fraction(config["scale"])]
+    elif kind in {"Dense", "LSTM"}:
+        details = [str(config["units"])] + ([config["activation"]] if kind == "Dense" else [])
+    elif kind == "Conv2D":
+        height, width = config["kernel_size"]
+        details = [str(config["filters"]), f"{height}x{width}", config["activation"]]
+    elif kind == "MaxPooling2D":
+        height, width = config["pool_size"]
+        details = [f"{height}x{width}"]
+    elif kind == "Dropout":
+        details = [f"{config['rate']:g}"]
+    elif kind == "Reshape":
+        details = ["x".join(str(d) for d in config["target_shape"])]
+    elif kind == "Embedding":
+        details = [str(config["input_dim"]), str(config["output_dim"])] + (
+            ["mask_zero"] if config["mask_zero"] else []
+        )
+    return f"{kind}({', '.join(details)})" if details else kind
+
+
+def _fraction(scale: float) -> str:
+    """1/255 rather than 0.00392157: the number a reader recognises."""
+    inverse = round(1 / scale) if scale else 0
+    return f"1/{inverse}" if inverse and abs(scale * inverse - 1) < 1e-6 else f"{scale:g}"
