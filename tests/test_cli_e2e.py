@@ -49,7 +49,7 @@ def test_score_idx_with_labels_reports_accuracy_well_above_chance(
     assert facts["n"] == len(labels) == facts["scored"]
     assert facts["failed"] == 0
     assert facts["accuracy"] > 0.8
-    assert facts["accuracy"] == pytest.approx(np.mean([r["correct"] == "True" for r in rows]), abs=1e-9)
+    assert facts["accuracy"] == pytest.approx(np.mean([r["correct"] == "true" for r in rows]), abs=1e-9)
     assert facts["per_second"] > 0
     assert "accuracy" in result.stdout.lower()
 
