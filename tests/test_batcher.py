@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
 
-from classify_server.batcher import DynamicBatcher
+from classify_server.batcher import BatchingPolicy, DynamicBatcher, pad_rows
 from classify_server.errors import DeadlineExceededError, OverloadedError, UnavailableError
 
 
@@ -44,7 +45,7 @@ async def wait_for_batches(model: GatedModel, count: int) -> None:
 def test_queued_requests_merge_into_one_execution_counting_rows() -> None:
     async def scenario() -> None:
         model = GatedModel()
-        batcher = DynamicBatcher("m", model, max_batch_size=64, queue_capacity_rows=1000)
+        batcher = DynamicBatcher("m", model, BatchingPolicy(64, 1000))
         batcher.start()
         model.gate.clear()
         first = asyncio.create_task(batcher.submit(rows(1)))
@@ -69,7 +70,7 @@ def test_queued_requests_merge_into_one_execution_counting_rows() -> None:
 def test_batch_never_exceeds_max_rows_and_oversized_request_runs_in_chunks() -> None:
     async def scenario() -> None:
         model = GatedModel()
-        batcher = DynamicBatcher("m", model, max_batch_size=4, queue_capacity_rows=1000)
+        batcher = DynamicBatcher("m", model, BatchingPolicy(4, 1000))
         batcher.start()
         model.gate.clear()
         blocker = asyncio.create_task(batcher.submit(rows(1)))
@@ -90,7 +91,7 @@ def test_batch_never_exceeds_max_rows_and_oversized_request_runs_in_chunks() -> 
 def test_full_queue_rejects_instead_of_blocking() -> None:
     async def scenario() -> None:
         model = GatedModel()
-        batcher = DynamicBatcher("m", model, max_batch_size=8, queue_capacity_rows=10)
+        batcher = DynamicBatcher("m", model, BatchingPolicy(8, 10))
         batcher.start()
         model.gate.clear()
         running = asyncio.create_task(batcher.submit(rows(1)))
@@ -110,7 +111,7 @@ def test_full_queue_rejects_instead_of_blocking() -> None:
 def test_expired_and_cancelled_requests_are_dropped_before_compute() -> None:
     async def scenario() -> None:
         model = GatedModel()
-        batcher = DynamicBatcher("m", model, max_batch_size=64, queue_capacity_rows=1000)
+        batcher = DynamicBatcher("m", model, BatchingPolicy(64, 1000))
         batcher.start()
         model.gate.clear()
         running = asyncio.create_task(batcher.submit(rows(1)))
@@ -137,7 +138,7 @@ def test_expired_and_cancelled_requests_are_dropped_before_compute() -> None:
 def test_a_failing_request_does_not_fail_its_batch_mates() -> None:
     async def scenario() -> None:
         model = GatedModel(poison=-1.0)
-        batcher = DynamicBatcher("m", model, max_batch_size=64, queue_capacity_rows=1000)
+        batcher = DynamicBatcher("m", model, BatchingPolicy(64, 1000))
         batcher.start()
         model.gate.clear()
         running = asyncio.create_task(batcher.submit(rows(1)))
@@ -160,7 +161,7 @@ def test_a_failing_request_does_not_fail_its_batch_mates() -> None:
 def test_close_finishes_queued_work_then_refuses_new_requests() -> None:
     async def scenario() -> None:
         model = GatedModel()
-        batcher = DynamicBatcher("m", model, max_batch_size=64, queue_capacity_rows=1000)
+        batcher = DynamicBatcher("m", model, BatchingPolicy(64, 1000))
         batcher.start()
         model.gate.clear()
         tasks = [asyncio.create_task(batcher.submit(rows(2))) for _ in range(3)]
@@ -181,13 +182,112 @@ def test_text_rows_batch_like_images() -> None:
         def text_model(texts: np.ndarray) -> np.ndarray:
             return np.array([[len(t)] for t in texts], dtype=np.float32)
 
-        batcher = DynamicBatcher("t", text_model, max_batch_size=8, queue_capacity_rows=100)
+        batcher = DynamicBatcher("t", text_model, BatchingPolicy(8, 100))
         batcher.start()
         results = await asyncio.gather(
             batcher.submit(np.array(["ab", "cde"], dtype=object)),
             batcher.submit(np.array(["x"], dtype=object)),
         )
         assert results[0][:, 0].tolist() == [2, 3] and results[1][:, 0].tolist() == [1]
+        await batcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_padding_repeats_a_real_row_up_to_the_preferred_size() -> None:
+    rows = np.arange(6, dtype=np.float32).reshape(3, 2)
+    padded = pad_rows(rows, [1, 4, 8])
+    assert padded.shape == (4, 2)
+    np.testing.assert_array_equal(padded[3], rows[0])
+    assert pad_rows(rows, [1, 3]) is rows  # already a preferred size
+    assert pad_rows(rows, [1, 2]) is rows  # larger than every preferred size: run as is
+    texts = pad_rows(np.array(["a", "b"], dtype=object), [8])
+    assert texts.tolist() == ["a", "b"] + ["a"] * 6
+
+
+def test_padded_executions_return_only_the_real_rows_and_count_padding() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        batcher = DynamicBatcher("m", model, BatchingPolicy(16, 100, preferred_batch_sizes=(4, 16)))
+        batcher.start()
+        result = await batcher.submit(rows(3, 2.0))
+        assert result.shape == (3, 1)
+        assert model.batches == [4]
+        assert batcher.stats.rows == 3
+        assert batcher.stats.executed_rows == 4
+        await batcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_queue_delay_waits_for_more_rows_timed_from_the_first_arrival() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        batcher = DynamicBatcher("m", model, BatchingPolicy(8, 100, max_queue_delay=0.2))
+        batcher.start()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = asyncio.create_task(batcher.submit(rows(1)))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(batcher.submit(rows(2)))
+        await asyncio.gather(first, second)
+        waited = loop.time() - started
+        assert model.batches == [3]  # merged: the batcher waited for the second request
+        assert 0.15 <= waited < 1.0  # about the delay from the FIRST arrival, not from the second
+        full = await asyncio.wait_for(batcher.submit(rows(8)), timeout=0.15)  # a full batch does not wait
+        assert len(full) == 8
+        await batcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_batches_in_flight_run_concurrently_on_separate_threads() -> None:
+    async def scenario() -> None:
+        running = threading.Semaphore(0)
+        release = threading.Event()
+
+        def model(batch: np.ndarray) -> np.ndarray:
+            running.release()
+            release.wait(timeout=10)
+            return batch[:, :1]
+
+        batcher = DynamicBatcher("m", model, BatchingPolicy(2, 100, max_batches_in_flight=2))
+        batcher.start()
+        tasks = [asyncio.create_task(batcher.submit(rows(2))) for _ in range(2)]
+        both_running = await asyncio.to_thread(
+            lambda: running.acquire(timeout=5) and running.acquire(timeout=5)
+        )
+        release.set()
+        await asyncio.gather(*tasks)
+        assert both_running  # the second execution started before the first finished
+        assert batcher.stats.executions == 2
+        await batcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_statistics_record_queue_and_compute_time_and_failures() -> None:
+    async def scenario() -> None:
+        def slow(batch: np.ndarray) -> np.ndarray:
+            time.sleep(0.05)
+            if (batch < 0).any():
+                raise ValueError("negative")
+            return batch[:, :1]
+
+        batcher = DynamicBatcher("m", slow, BatchingPolicy(1, 100))
+        batcher.start()
+        results = await asyncio.gather(
+            batcher.submit(rows(1)),
+            batcher.submit(rows(1)),
+            batcher.submit(rows(1, -1.0)),
+            return_exceptions=True,
+        )
+        assert isinstance(results[2], ValueError)
+        stats = batcher.stats
+        assert stats.executions == 3
+        assert stats.failed == 1
+        assert stats.compute_seconds >= 0.14
+        assert stats.queue_seconds >= 0.05 + 0.10 - 0.01  # the 2nd waited one execution, the 3rd two
         await batcher.close()
 
     asyncio.run(scenario())

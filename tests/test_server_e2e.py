@@ -299,3 +299,35 @@ def test_missing_repository_fails_with_a_clear_message(tmp_path: Path, private_s
     assert "--model-repository (or CLASSIFY_MODEL_REPOSITORY)" in started.log()
     assert "nowhere is not a folder" in started.log()
     assert "Traceback" not in started.log()
+
+
+def test_statistics_show_what_batching_achieved(
+    stub: pb_grpc.ClassifierStub, mnist_validation: tuple[np.ndarray, np.ndarray]
+) -> None:
+    def snapshot() -> pb.ModelStatistics:
+        (stats,) = stub.GetModelStatistics(pb.GetModelStatisticsRequest(model="mnist-softmax")).models
+        return stats
+
+    before = snapshot()
+    images = mnist_validation[0]
+    sizes = [1, 3, 5, 7] * 8
+    requests = [image_request(images[:n], model="mnist-softmax") for n in sizes]
+    futures = [stub.Classify.future(r, timeout=60) for r in requests]
+    assert [len(f.result().predictions) for f in futures] == sizes
+    after = snapshot()
+    assert after.requests - before.requests == len(sizes)
+    assert after.rows - before.rows == sum(sizes)
+    executions = after.executions - before.executions
+    assert 1 <= executions <= len(sizes)
+    histogram_growth = sum(b.executions for b in after.batch_sizes) - sum(
+        b.executions for b in before.batch_sizes
+    )
+    assert histogram_growth == executions
+    assert after.executed_rows - before.executed_rows == sum(sizes)
+    assert after.compute_seconds > before.compute_seconds
+    assert after.queued_rows == 0
+    everything = stub.GetModelStatistics(pb.GetModelStatisticsRequest()).models
+    assert {s.name for s in everything} == set(MODEL_NAMES)
+    with pytest.raises(grpc.RpcError) as error:
+        stub.GetModelStatistics(pb.GetModelStatisticsRequest(model="nope"))
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND

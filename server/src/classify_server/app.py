@@ -12,8 +12,9 @@ from grpc_reflection.v1alpha import reflection
 
 from classify_client._proto.classify.v1 import classify_pb2_grpc
 
+from .batcher import BatchingPolicy
 from .data_plane import DataPlane
-from .registry import READY, BatchingLimits, ModelRegistry, ModelState
+from .registry import READY, ModelRegistry, ModelState
 from .runner import configure_tensorflow
 from .servicer import SERVICE_NAME, ClassifierServicer
 from .settings import ServerSettings
@@ -24,13 +25,23 @@ log = logging.getLogger(__name__)
 OVERALL = ""  # grpc.health.v1's name for the server as a whole
 
 
+def batching_policy(settings: ServerSettings) -> BatchingPolicy:
+    return BatchingPolicy(
+        max_batch_size=settings.max_batch_size,
+        queue_capacity_rows=settings.queue_capacity_rows,
+        max_queue_delay=settings.max_queue_delay_ms / 1000,
+        preferred_batch_sizes=tuple(settings.preferred_batch_sizes),
+        max_batches_in_flight=settings.max_batches_in_flight,
+    )
+
+
 class ClassifyServer:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.health = health.aio.HealthServicer()
         self.registry = ModelRegistry(
             settings.model_repository,
-            BatchingLimits(settings.max_batch_size, settings.queue_capacity_rows),
+            batching_policy(settings),
             on_state=self._publish_model_health,
         )
         self.data_plane = DataPlane(

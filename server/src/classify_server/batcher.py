@@ -1,19 +1,24 @@
 """Per-model dynamic batching: merge queued requests into one model execution.
 
-Greedy by design (measured on this machine kind, see DESIGN.md): while one batch runs, new requests
-queue; when it finishes, everything queued (up to ``max_batch_size`` rows) becomes the next batch. No
-timer waits for stragglers. Rows count, not requests, both for the batch size and for the bounded queue,
-which rejects instead of blocking when full. Requests whose deadline has passed, or whose caller went
-away, are dropped before compute. If a merged batch fails, its requests are re-run one by one so a bad
+Greedy by default (measured on this machine kind, see DESIGN.md): while a batch runs, new requests
+queue; when it finishes, everything queued (up to ``max_batch_size`` rows) becomes the next batch. An
+optional queue delay waits for more rows, timed from the first queued request's arrival (not from when
+the batcher wakes). Rows count, not requests, both for the batch size and for the bounded queue, which
+rejects instead of blocking when full. Requests whose deadline has passed, or whose caller went away,
+are dropped before compute. If a merged batch fails, its requests are re-run one by one so a bad
 request cannot fail its batch mates.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import logging
+import threading
+import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -26,6 +31,18 @@ log = logging.getLogger(__name__)
 RunBatch = Callable[[np.ndarray], np.ndarray]
 
 
+@dataclass(frozen=True)
+class BatchingPolicy:
+    max_batch_size: int
+    queue_capacity_rows: int
+    # Seconds to wait for more rows after the first arrival; 0 runs whatever is queued at once.
+    max_queue_delay: float = 0.0
+    # Executions are padded up to the smallest of these that fits (fixed shapes for XLA); empty: no padding.
+    preferred_batch_sizes: tuple[int, ...] = ()
+    # Executions of this model that may run at the same time (each on its own worker thread).
+    max_batches_in_flight: int = 1
+
+
 @dataclass
 class BatcherStats:
     """What batching achieved: compare ``requests`` with ``executions`` to see whether it batches."""
@@ -33,9 +50,13 @@ class BatcherStats:
     requests: int = 0
     rows: int = 0
     executions: int = 0
+    executed_rows: int = 0
     expired: int = 0
     cancelled: int = 0
     rejected: int = 0
+    failed: int = 0
+    queue_seconds: float = 0.0
+    compute_seconds: float = 0.0
     batch_sizes: Counter[int] = field(default_factory=Counter)
 
 
@@ -44,22 +65,28 @@ class _Pending:
     rows: np.ndarray
     future: asyncio.Future[np.ndarray]
     deadline: float | None  # on the event loop's clock
+    arrival: float  # on the event loop's clock
 
 
 class DynamicBatcher:
-    """Queue rows for one model and run them in merged batches on a dedicated worker thread."""
+    """Queue rows for one model and run them in merged batches on worker threads."""
 
-    def __init__(self, name: str, run: RunBatch, *, max_batch_size: int, queue_capacity_rows: int) -> None:
+    def __init__(self, name: str, run: RunBatch, policy: BatchingPolicy) -> None:
         self.name = name
-        self.max_batch_size = max_batch_size
-        self.queue_capacity_rows = queue_capacity_rows
+        self.policy = policy
         self.stats = BatcherStats()
+        self._stats_lock = threading.Lock()  # worker threads update compute figures concurrently
         self._run = run
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
+        self._preferred = sorted(set(policy.preferred_batch_sizes))
+        self._executor = ThreadPoolExecutor(
+            max_workers=policy.max_batches_in_flight, thread_name_prefix=f"model-{name}"
+        )
+        self._slots = asyncio.Semaphore(policy.max_batches_in_flight)
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
         self._closing = False
+        self._executions: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -73,13 +100,14 @@ class DynamicBatcher:
         """Queue ``rows`` and wait for their outputs, row for row."""
         if self._closing:
             raise UnavailableError(f"model {self.name!r} is shutting down; retry on another replica")
-        if self._queued_rows + len(rows) > self.queue_capacity_rows:
+        if self._queued_rows + len(rows) > self.policy.queue_capacity_rows:
             self.stats.rejected += 1
             raise OverloadedError(
                 f"model {self.name!r} is overloaded: {self._queued_rows} rows queued, capacity "
-                f"{self.queue_capacity_rows}, this request adds {len(rows)}; retry with backoff"
+                f"{self.policy.queue_capacity_rows}, this request adds {len(rows)}; retry with backoff"
             )
-        pending = _Pending(rows, asyncio.get_running_loop().create_future(), deadline)
+        loop = asyncio.get_running_loop()
+        pending = _Pending(rows, loop.create_future(), deadline, loop.time())
         self._queue.append(pending)
         self._queued_rows += len(rows)
         self.stats.requests += 1
@@ -89,7 +117,7 @@ class DynamicBatcher:
         return await pending.future
 
     async def close(self) -> None:
-        """Finish everything queued, then stop the worker."""
+        """Finish everything queued and running, then stop the workers."""
         self._closing = True
         self._wakeup.set()
         if self._task is not None:
@@ -100,13 +128,40 @@ class DynamicBatcher:
         while True:
             if not self._queue:
                 if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                    break
+                await self._wait_for_arrival()
                 continue
+            await self._slots.acquire()
+            await self._wait_to_fill()
             batch = self._take()
-            if batch:
-                await self._execute(batch)
+            if not batch:
+                self._slots.release()
+                continue
+            execution = asyncio.get_running_loop().create_task(self._execute(batch))
+            self._executions.add(execution)
+            execution.add_done_callback(self._execution_done)
+        if self._executions:
+            await asyncio.gather(*self._executions)
+
+    def _execution_done(self, task: asyncio.Task[None]) -> None:
+        self._executions.discard(task)
+        self._slots.release()
+
+    async def _wait_for_arrival(self, timeout: float | None = None) -> None:
+        self._wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def _wait_to_fill(self) -> None:
+        """With a queue delay, wait until a full batch is queued or the oldest request waited long enough."""
+        if self.policy.max_queue_delay <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        while self._queue and self._queued_rows < self.policy.max_batch_size and not self._closing:
+            remaining = self._queue[0].arrival + self.policy.max_queue_delay - loop.time()
+            if remaining <= 0:
+                return
+            await self._wait_for_arrival(remaining)
 
     def _take(self) -> list[_Pending]:
         """Pop queued requests up to max_batch_size rows; a larger single request goes alone."""
@@ -115,7 +170,7 @@ class DynamicBatcher:
         rows = 0
         while self._queue:
             head = self._queue[0]
-            if batch and rows + len(head.rows) > self.max_batch_size:
+            if batch and rows + len(head.rows) > self.policy.max_batch_size:
                 break
             self._queue.popleft()
             self._queued_rows -= len(head.rows)
@@ -127,6 +182,7 @@ class DynamicBatcher:
                     DeadlineExceededError(f"deadline passed while queued for model {self.name!r}")
                 )
             else:
+                self.stats.queue_seconds += now - head.arrival
                 batch.append(head)
                 rows += len(head.rows)
         return batch
@@ -138,6 +194,7 @@ class DynamicBatcher:
             outputs = await loop.run_in_executor(self._executor, self._run_in_chunks, inputs)
         except Exception as exc:
             if len(batch) == 1:
+                self.stats.failed += 1
                 _settle(batch[0], exc)
                 return
             log.warning(
@@ -149,19 +206,25 @@ class DynamicBatcher:
         self._scatter(batch, outputs)
 
     def _run_in_chunks(self, inputs: np.ndarray) -> np.ndarray:
-        if len(inputs) <= self.max_batch_size:
-            self._count_execution(len(inputs))
-            return self._run(inputs)
-        parts = []
-        for start in range(0, len(inputs), self.max_batch_size):
-            chunk = inputs[start : start + self.max_batch_size]
-            self._count_execution(len(chunk))
-            parts.append(self._run(chunk))
-        return np.concatenate(parts)
+        """Runs on a worker thread: one execution per max_batch_size rows, each padded if configured."""
+        size = self.policy.max_batch_size
+        if len(inputs) <= size:
+            return self._run_padded(inputs)
+        return np.concatenate([self._run_padded(inputs[i : i + size]) for i in range(0, len(inputs), size)])
 
-    def _count_execution(self, size: int) -> None:
-        self.stats.executions += 1
-        self.stats.batch_sizes[size] += 1
+    def _run_padded(self, rows: np.ndarray) -> np.ndarray:
+        padded = pad_rows(rows, self._preferred)
+        started = time.perf_counter()
+        try:
+            outputs = self._run(padded)
+        finally:  # a failed execution still ran and took time
+            elapsed = time.perf_counter() - started
+            with self._stats_lock:
+                self.stats.compute_seconds += elapsed
+                self.stats.executions += 1
+                self.stats.executed_rows += len(padded)
+                self.stats.batch_sizes[len(padded)] += 1
+        return outputs[: len(rows)]
 
     @staticmethod
     def _scatter(batch: list[_Pending], outputs: np.ndarray) -> None:
@@ -170,6 +233,18 @@ class DynamicBatcher:
             stop = start + len(pending.rows)
             _settle(pending, outputs[start:stop])
             start = stop
+
+
+def pad_rows(rows: np.ndarray, preferred: Sequence[int]) -> np.ndarray:
+    """Repeat the first row up to the smallest preferred size that holds ``rows``; unchanged if none does.
+
+    Repeating a real row keeps the padding a valid input for any model (a blank text would not be).
+    """
+    index = bisect.bisect_left(preferred, len(rows))
+    if index == len(preferred) or preferred[index] == len(rows):
+        return rows
+    filler = np.repeat(rows[:1], preferred[index] - len(rows), axis=0)
+    return np.concatenate([rows, filler])
 
 
 def _settle(pending: _Pending, outcome: np.ndarray | BaseException) -> None:

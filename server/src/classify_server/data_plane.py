@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .batcher import BatcherStats
 from .errors import DeadlineExceededError
 from .registry import ModelRegistry, ModelState
 from .repository import ModelSpec
@@ -50,6 +51,14 @@ class DataPlane:
         probabilities = await model.batcher.submit(batch, deadline)
         indices, scores = top_classes(probabilities, call.top_k)
         return Classification(model.spec, probabilities, indices, scores)
+
+    def statistics(self, name: str | None) -> list[tuple[ModelSpec, BatcherStats, int]]:
+        """(spec, counters, rows queued now) of one model's versions, or of every loaded model."""
+        models = self.registry.loaded()
+        if name:
+            self.registry.resolve(name, None)  # NOT_FOUND / UNAVAILABLE with the usual messages
+            models = [model for model in models if model.spec.name == name]
+        return [(m.spec, m.batcher.stats, m.batcher.queued_rows) for m in models]
 
     def model_states(self) -> list[ModelState]:
         return self.registry.states()

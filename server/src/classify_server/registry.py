@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .batcher import DynamicBatcher
+from .batcher import BatchingPolicy, DynamicBatcher
 from .errors import ModelNotFoundError, UnavailableError
 from .repository import ModelSpec, ModelSpecError, latest_versions, read_model_spec
 from .runner import SavedModelRunner
@@ -33,19 +33,13 @@ class ModelState:
     task: str = ""
 
 
-@dataclass(frozen=True)
-class BatchingLimits:
-    max_batch_size: int
-    queue_capacity_rows: int
-
-
 StateListener = Callable[[ModelState], None]
 
 
 class ModelRegistry:
-    def __init__(self, root: Path, limits: BatchingLimits, on_state: StateListener | None = None) -> None:
+    def __init__(self, root: Path, policy: BatchingPolicy, on_state: StateListener | None = None) -> None:
         self.root = root
-        self._limits = limits
+        self._policy = policy
         self._on_state = on_state or (lambda state: None)
         self._loaded: dict[str, dict[int, LoadedModel]] = {}
         self._states: dict[str, ModelState] = {}
@@ -73,12 +67,7 @@ class ModelRegistry:
             log.error("model %s version %d failed to load: %s", name, version, exc)
             self._set_state(ModelState(name, FAILED, version, str(exc)))
             return
-        batcher = DynamicBatcher(
-            name,
-            runner,
-            max_batch_size=self._limits.max_batch_size,
-            queue_capacity_rows=self._limits.queue_capacity_rows,
-        )
+        batcher = DynamicBatcher(name, runner, self._policy)
         batcher.start()
         self._loaded.setdefault(name, {})[version] = LoadedModel(spec, batcher)
         log.info("model %s version %d ready (load and warmup %.2f s)", name, version, seconds)
@@ -99,6 +88,9 @@ class ModelRegistry:
             loaded = ", ".join(str(v) for v in sorted(versions))
             raise ModelNotFoundError(f"model {name!r} has no version {version}; loaded versions: {loaded}")
         return versions[version]
+
+    def loaded(self) -> list[LoadedModel]:
+        return [versions[v] for _, versions in sorted(self._loaded.items()) for v in sorted(versions)]
 
     def versions(self, name: str) -> list[int]:
         return sorted(self._loaded.get(name, {}))

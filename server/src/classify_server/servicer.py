@@ -12,8 +12,10 @@ import grpc
 from classify_client._proto.classify.v1 import classify_pb2 as pb
 from classify_client._proto.classify.v1 import classify_pb2_grpc as pb_grpc
 
+from .batcher import BatcherStats
 from .data_plane import Classification, ClassifyCall, DataPlane
 from .errors import grpc_errors, status_of
+from .repository import ModelSpec
 from .validation import ImagePayload, Payload, TextPayload
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Classifier"].full_name
@@ -102,6 +104,39 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
             versions=versions,
             model_json=json.dumps(spec.raw, sort_keys=True),
         )
+
+    @grpc_errors
+    async def GetModelStatistics(
+        self, request: pb.GetModelStatisticsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetModelStatisticsResponse:
+        return pb.GetModelStatisticsResponse(
+            models=[
+                _statistics(spec, stats, queued)
+                for spec, stats, queued in self._plane.statistics(request.model)
+            ]
+        )
+
+
+def _statistics(spec: ModelSpec, stats: BatcherStats, queued_rows: int) -> pb.ModelStatistics:
+    return pb.ModelStatistics(
+        name=spec.name,
+        version=spec.version,
+        requests=stats.requests,
+        rows=stats.rows,
+        executions=stats.executions,
+        executed_rows=stats.executed_rows,
+        expired=stats.expired,
+        cancelled=stats.cancelled,
+        rejected=stats.rejected,
+        failed=stats.failed,
+        queue_seconds=stats.queue_seconds,
+        compute_seconds=stats.compute_seconds,
+        batch_sizes=[
+            pb.BatchSizeCount(batch_size=size, executions=count)
+            for size, count in sorted(stats.batch_sizes.items())
+        ],
+        queued_rows=queued_rows,
+    )
 
 
 def _payload(request: pb.ClassifyRequest) -> Payload | None:

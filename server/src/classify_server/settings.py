@@ -31,6 +31,20 @@ class ServerSettings(BaseSettings):
     max_batch_size: int = Field(
         128, ge=1, description="Most rows one model execution takes; queued requests are merged up to it"
     )
+    max_queue_delay_ms: float = Field(
+        0.0,
+        ge=0,
+        description="Milliseconds a batch may wait for more rows after its first request arrived; "
+        "0 is greedy: run whatever is queued as soon as a worker is free",
+    )
+    preferred_batch_sizes: list[int] = Field(
+        default_factory=list,
+        description="Pad executions up to the smallest of these sizes that fits (fixed shapes for XLA), "
+        "e.g. 1,8,32,128; empty: never pad",
+    )
+    max_batches_in_flight: int = Field(
+        1, ge=1, description="Executions of one model that may run at the same time, each on its own thread"
+    )
     max_request_rows: int = Field(
         4096, ge=1, description="Most rows (images or texts) one request may carry; more is INVALID_ARGUMENT"
     )

@@ -157,3 +157,55 @@ class ModelMetadata(_message.Message):
     versions: _containers.RepeatedScalarFieldContainer[int]
     model_json: str
     def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., task: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[InputSpec, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., quick: _Optional[bool] = ..., versions: _Optional[_Iterable[int]] = ..., model_json: _Optional[str] = ...) -> None: ...
+
+class GetModelStatisticsRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class BatchSizeCount(_message.Message):
+    __slots__ = ("batch_size", "executions")
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
+    batch_size: int
+    executions: int
+    def __init__(self, batch_size: _Optional[int] = ..., executions: _Optional[int] = ...) -> None: ...
+
+class ModelStatistics(_message.Message):
+    __slots__ = ("name", "version", "requests", "rows", "executions", "executed_rows", "expired", "cancelled", "rejected", "failed", "queue_seconds", "compute_seconds", "batch_sizes", "queued_rows")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZES_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    requests: int
+    rows: int
+    executions: int
+    executed_rows: int
+    expired: int
+    cancelled: int
+    rejected: int
+    failed: int
+    queue_seconds: float
+    compute_seconds: float
+    batch_sizes: _containers.RepeatedCompositeFieldContainer[BatchSizeCount]
+    queued_rows: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., requests: _Optional[int] = ..., rows: _Optional[int] = ..., executions: _Optional[int] = ..., executed_rows: _Optional[int] = ..., expired: _Optional[int] = ..., cancelled: _Optional[int] = ..., rejected: _Optional[int] = ..., failed: _Optional[int] = ..., queue_seconds: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., batch_sizes: _Optional[_Iterable[_Union[BatchSizeCount, _Mapping]]] = ..., queued_rows: _Optional[int] = ...) -> None: ...
+
+class GetModelStatisticsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelStatistics]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelStatistics, _Mapping]]] = ...) -> None: ...

@@ -55,6 +55,11 @@ class ClassifierStub:
                 request_serializer=classify_dot_v1_dot_classify__pb2.GetModelMetadataRequest.SerializeToString,
                 response_deserializer=classify_dot_v1_dot_classify__pb2.ModelMetadata.FromString,
                 _registered_method=True)
+        self.GetModelStatistics = channel.unary_unary(
+                '/classify.v1.Classifier/GetModelStatistics',
+                request_serializer=classify_dot_v1_dot_classify__pb2.GetModelStatisticsRequest.SerializeToString,
+                response_deserializer=classify_dot_v1_dot_classify__pb2.GetModelStatisticsResponse.FromString,
+                _registered_method=True)
 
 
 class ClassifierServicer:
@@ -89,6 +94,14 @@ class ClassifierServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetModelStatistics(self, request, context):
+        """What batching achieved since the model was loaded: requests vs rows vs executions, batch sizes,
+        time spent queued and computing. Counters only grow; diff two calls to measure an interval.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClassifierServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +124,11 @@ def add_ClassifierServicer_to_server(servicer, server):
                     servicer.GetModelMetadata,
                     request_deserializer=classify_dot_v1_dot_classify__pb2.GetModelMetadataRequest.FromString,
                     response_serializer=classify_dot_v1_dot_classify__pb2.ModelMetadata.SerializeToString,
+            ),
+            'GetModelStatistics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModelStatistics,
+                    request_deserializer=classify_dot_v1_dot_classify__pb2.GetModelStatisticsRequest.FromString,
+                    response_serializer=classify_dot_v1_dot_classify__pb2.GetModelStatisticsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +239,33 @@ class Classifier:
             '/classify.v1.Classifier/GetModelMetadata',
             classify_dot_v1_dot_classify__pb2.GetModelMetadataRequest.SerializeToString,
             classify_dot_v1_dot_classify__pb2.ModelMetadata.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModelStatistics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/classify.v1.Classifier/GetModelStatistics',
+            classify_dot_v1_dot_classify__pb2.GetModelStatisticsRequest.SerializeToString,
+            classify_dot_v1_dot_classify__pb2.GetModelStatisticsResponse.FromString,
             options,
             channel_credentials,
             insecure,
