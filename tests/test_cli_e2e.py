@@ -166,3 +166,35 @@ def test_async_client_runs_many_calls_concurrently(server: ServerProcess, valida
     with Client(server.target) as client:
         together = client.classify("imdb-lstm", texts=texts)
     assert [r.labels[0] for r in results] == together.labels
+
+
+def test_bench_closed_loop_sweep_reports_client_and_server_figures(server: ServerProcess) -> None:
+    result = run_cli(
+        "classify", "bench", "--target", server.target, "--model", "mnist-softmax",
+        "--concurrency", "1,8", "--requests", "200", "--warmup", "0", "--batch-size", "4", "--json",
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    assert [step["concurrency"] for step in report["steps"]] == [1, 8]
+    for step in report["steps"]:
+        assert step["requests"] == 200
+        assert step["errors"] == 0
+        assert step["rows_per_second"] == pytest.approx(4 * step["requests_per_second"])
+        assert 0 < step["p50_ms"] <= step["p90_ms"] <= step["p99_ms"] <= step["max_ms"]
+        assert step["server"]["requests"] == 200
+        assert step["server"]["rows"] == 800
+        assert 1 <= step["server"]["executions"] <= 200
+    sequential = report["steps"][0]
+    assert sequential["server"]["average_batch"] == pytest.approx(4.0)  # one request at a time: no merging
+
+
+def test_bench_open_loop_on_real_text_and_table_output(server: ServerProcess, validation_files: Path) -> None:
+    result = run_cli(
+        "classify", "bench", "--target", server.target, "--model", "imdb-lstm",
+        "--input", validation_files / "imdb_validation.jsonl.gz",
+        "--rate", "50", "--duration", "1", "--concurrency", "32", "--warmup", "0",
+    )  # fmt: skip
+    assert "imdb-lstm" in result.stdout
+    assert "req/s" in result.stdout
+    unknown = run_cli("classify", "bench", "--target", server.target, "--model", "nope", check=False)
+    assert unknown.returncode == 2
+    assert "not found" in unknown.stderr
