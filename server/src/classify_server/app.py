@@ -42,6 +42,7 @@ class ClassifyServer:
         self.registry = ModelRegistry(
             settings.model_repository,
             batching_policy(settings),
+            settings.versions_for,
             on_state=self._publish_model_health,
         )
         self.data_plane = DataPlane(
@@ -60,10 +61,11 @@ class ClassifyServer:
         classify_pb2_grpc.add_ClassifierServicer_to_server(
             ClassifierServicer(self.data_plane, settings.stream_window), self.server
         )
+        self.services = (SERVICE_NAME,)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [
-                SERVICE_NAME,
+                *self.services,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ],
@@ -71,21 +73,28 @@ class ClassifyServer:
         )
         self.port = 0
         self._background: set[asyncio.Task[None]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+        self._started = False
 
     def _publish_model_health(self, state: ModelState) -> None:
+        """Per-model health follows its state; once started, the server is SERVING while any model is."""
+        self._set_health_later(state.name, state.state == READY)
+        if self._started:
+            for service in (OVERALL, *self.services):
+                self._set_health_later(service, self.registry.ready_count() > 0)
+
+    def _set_health_later(self, service: str, serving: bool) -> None:
         status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if state.state == READY
-            else health_pb2.HealthCheckResponse.NOT_SERVING
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         )
         # Called from the event loop; health's setter is a coroutine. Keep a reference until it ran.
-        task = asyncio.get_running_loop().create_task(self.health.set(state.name, status))
+        task = asyncio.get_running_loop().create_task(self.health.set(service, status))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def start(self) -> None:
         """Listen first (so probes see NOT_SERVING while models load), then load, warm and go SERVING."""
-        for service in (OVERALL, SERVICE_NAME):
+        for service in (OVERALL, *self.services):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         address = f"{self.settings.host}:{self.settings.port}"
         self.port = self.server.add_insecure_port(address)
@@ -98,19 +107,29 @@ class ClassifyServer:
             self.port,
             self.settings.model_repository,
         )
-        await self.registry.load_repository()
+        await self.registry.reconcile()
+        self._started = True
         ready = self.registry.ready_count()
-        if ready == 0:
-            log.error("no model could be loaded from %s; staying NOT_SERVING", self.settings.model_repository)
-            return
-        for service in (OVERALL, SERVICE_NAME):
-            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        log.info("SERVING %d model(s) on %s:%d", ready, self.settings.host, self.port)
+        serving = (
+            health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in (OVERALL, *self.services):
+            await self.health.set(service, serving)
+        if self.settings.poll_seconds > 0:
+            self._watcher = asyncio.create_task(self.registry.watch(self.settings.poll_seconds))
+        if ready:
+            log.info("SERVING %d model(s) on %s:%d", ready, self.settings.host, self.port)
+        else:
+            log.error(
+                "no model could be loaded from %s; NOT_SERVING until one can", self.settings.model_repository
+            )
 
     async def stop(self) -> None:
         """Readiness goes NOT_SERVING, new calls are refused, accepted ones finish within the grace period."""
         log.info("shutting down: finishing accepted requests (grace %.1f s)", self.settings.grace_seconds)
         await self.health.enter_graceful_shutdown()
+        if self._watcher is not None:
+            self._watcher.cancel()
         await self.server.stop(self.settings.grace_seconds)
         await self.registry.close()
         log.info("stopped")

@@ -60,6 +60,12 @@ class DataPlane:
             models = [model for model in models if model.spec.name == name]
         return [(m.spec, m.batcher.stats, m.batcher.queued_rows) for m in models]
 
+    async def load_model(self, name: str) -> ModelState:
+        return await self.registry.load_model(name)
+
+    async def unload_model(self, name: str) -> ModelState:
+        return await self.registry.unload_model(name)
+
     def model_states(self) -> list[ModelState]:
         return self.registry.states()
 

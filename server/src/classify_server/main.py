@@ -38,7 +38,8 @@ def _describe(error: dict) -> str:
     if not field:
         return error["msg"]
     flag, env = "--" + field.replace("_", "-"), "CLASSIFY_" + field.upper()
-    return f"{flag} (or {env}): {error['msg'].lower()}"
+    message = error["msg"]
+    return f"{flag} (or {env}): {message[:1].lower()}{message[1:]}"
 
 
 async def _serve(settings: ServerSettings) -> None:

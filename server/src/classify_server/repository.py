@@ -93,15 +93,21 @@ def version_dirs(model_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name))
 
 
-def latest_versions(root: Path) -> list[Path]:
-    """The newest version folder of every model under ``root``."""
-    if not root.is_dir():
-        raise ModelSpecError(f"model repository {root} is not a folder")
-    latest: list[Path] = []
-    for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        versions = version_dirs(model_dir)
+def scan_repository(root: Path) -> dict[str, dict[int, Path]]:
+    """Every model folder under ``root`` that has at least one version: name -> version -> folder."""
+    try:
+        model_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as exc:
+        raise ModelSpecError(f"cannot read model repository {root}: {exc}") from exc
+    found: dict[str, dict[int, Path]] = {}
+    for model_dir in model_dirs:
+        versions = {int(p.name): p for p in version_dirs(model_dir)}
         if versions:
-            latest.append(versions[-1])
-        else:
-            log.warning("model folder %s has no integer version folders; skipped", model_dir)
-    return latest
+            found[model_dir.name] = versions
+    return found
+
+
+def version_fingerprint(version_dir: Path) -> tuple[float, ...]:
+    """Modification times of the files that decide whether a version loads; changes mean "try again"."""
+    files = [version_dir / "model.json", version_dir / "saved_model.pb", version_dir / "variables"]
+    return tuple(p.stat().st_mtime if p.exists() else -1.0 for p in files)

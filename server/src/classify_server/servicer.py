@@ -15,6 +15,7 @@ from classify_client._proto.classify.v1 import classify_pb2_grpc as pb_grpc
 from .batcher import BatcherStats
 from .data_plane import Classification, ClassifyCall, DataPlane
 from .errors import grpc_errors, status_of
+from .registry import ModelState
 from .repository import ModelSpec
 from .validation import ImagePayload, Payload, TextPayload
 
@@ -77,10 +78,7 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
-        summaries = [
-            pb.ModelSummary(name=state.name, version=state.version, task=state.task, state=state.state)
-            for state in self._plane.model_states()
-        ]
+        summaries = [_summary(state) for state in self._plane.model_states()]
         return pb.ListModelsResponse(models=summaries)
 
     @grpc_errors
@@ -106,6 +104,18 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
         )
 
     @grpc_errors
+    async def LoadModel(
+        self, request: pb.LoadModelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelSummary:
+        return _summary(await self._plane.load_model(request.model))
+
+    @grpc_errors
+    async def UnloadModel(
+        self, request: pb.UnloadModelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelSummary:
+        return _summary(await self._plane.unload_model(request.model))
+
+    @grpc_errors
     async def GetModelStatistics(
         self, request: pb.GetModelStatisticsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelStatisticsResponse:
@@ -115,6 +125,19 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
                 for spec, stats, queued in self._plane.statistics(request.model)
             ]
         )
+
+
+def _summary(state: ModelState) -> pb.ModelSummary:
+    return pb.ModelSummary(
+        name=state.name,
+        version=state.version,
+        task=state.task,
+        state=state.state,
+        reason=state.reason,
+        versions=[
+            pb.VersionStatus(version=v.version, state=v.state, reason=v.reason) for v in state.versions
+        ],
+    )
 
 
 def _statistics(spec: ModelSpec, stats: BatcherStats, queued_rows: int) -> pb.ModelStatistics:

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .version_policy import VersionPolicy
+
 
 class ServerSettings(BaseSettings):
     """Serve every model in a Classify model repository over gRPC.
@@ -25,6 +27,21 @@ class ServerSettings(BaseSettings):
 
     model_repository: Path = Field(
         description="Folder holding <model>/<version>/ SavedModels with their model.json",
+    )
+    version_policy: str = Field(
+        "latest:1",
+        description="Versions of each model to serve: latest, latest:N, all, or specific:V1,V2",
+    )
+    model_version_policies: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-model version policies overriding --version-policy, "
+        'as JSON: {"mnist-cnn": "latest:2"}',
+    )
+    poll_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How often to look for new, changed or removed versions in the repository; 0: never "
+        "(load and unload then happen only through the LoadModel and UnloadModel RPCs)",
     )
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for all interfaces")
     port: int = Field(8500, ge=0, le=65535, description="gRPC port; 0 picks a free one (logged)")
@@ -68,6 +85,19 @@ class ServerSettings(BaseSettings):
         1, ge=0, description="TensorFlow inter-op threads; 0 lets TensorFlow decide"
     )
     log_level: str = Field("INFO", description="Python logging level")
+
+    @field_validator("version_policy")
+    @classmethod
+    def _valid_policy(cls, text: str) -> str:
+        return str(VersionPolicy.parse(text))
+
+    @field_validator("model_version_policies")
+    @classmethod
+    def _valid_policies(cls, policies: dict[str, str]) -> dict[str, str]:
+        return {name: str(VersionPolicy.parse(text)) for name, text in policies.items()}
+
+    def versions_for(self, model: str) -> VersionPolicy:
+        return VersionPolicy.parse(self.model_version_policies.get(model, self.version_policy))
 
     @field_validator("model_repository")
     @classmethod

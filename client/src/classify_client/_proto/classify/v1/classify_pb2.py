@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lassify/v1/classify.proto\x12\x0b\x63lassify.v1\")\n\nImageBatch\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05shape\x18\x02 \x03(\x03\"\x1a\n\tTextBatch\x12\r\n\x05texts\x18\x01 \x03(\t\"\xcf\x01\n\x0f\x43lassifyRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12)\n\x06images\x18\x03 \x01(\x0b\x32\x17.classify.v1.ImageBatchH\x00\x12\'\n\x05texts\x18\x04 \x01(\x0b\x32\x16.classify.v1.TextBatchH\x00\x12\r\n\x05top_k\x18\x05 \x01(\r\x12\x1c\n\x14return_probabilities\x18\x06 \x01(\x08\x12\x12\n\nrequest_id\x18\x07 \x01(\tB\x07\n\x05input\"9\n\nClassScore\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\"M\n\nPrediction\x12(\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x17.classify.v1.ClassScore\x12\x15\n\rprobabilities\x18\x02 \x03(\x02\"t\n\x10\x43lassifyResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12,\n\x0bpredictions\x18\x03 \x03(\x0b\x32\x17.classify.v1.Prediction\x12\x12\n\nrequest_id\x18\x04 \x01(\t\",\n\x0bStreamError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x94\x01\n\x16\x43lassifyStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x31\n\x08response\x18\x02 \x01(\x0b\x32\x1d.classify.v1.ClassifyResponseH\x00\x12)\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x18.classify.v1.StreamErrorH\x00\x42\x08\n\x06result\"\x13\n\x11ListModelsRequest\"J\n\x0cModelSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0c\n\x04task\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\"?\n\x12ListModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.classify.v1.ModelSummary\"9\n\x17GetModelMetadataRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"L\n\tInputSpec\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\x92\x02\n\rModelMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0c\n\x04task\x18\x03 \x01(\t\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12%\n\x05input\x18\x05 \x01(\x0b\x32\x16.classify.v1.InputSpec\x12\x38\n\x07metrics\x18\x06 \x03(\x0b\x32\'.classify.v1.ModelMetadata.MetricsEntry\x12\r\n\x05quick\x18\x07 \x01(\x08\x12\x10\n\x08versions\x18\x08 \x03(\x03\x12\x12\n\nmodel_json\x18\t \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"*\n\x19GetModelStatisticsRequest\x12\r\n\x05model\x18\x01 \x01(\t\"8\n\x0e\x42\x61tchSizeCount\x12\x12\n\nbatch_size\x18\x01 \x01(\x03\x12\x12\n\nexecutions\x18\x02 \x01(\x04\"\xb8\x02\n\x0fModelStatistics\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x10\n\x08requests\x18\x03 \x01(\x04\x12\x0c\n\x04rows\x18\x04 \x01(\x04\x12\x12\n\nexecutions\x18\x05 \x01(\x04\x12\x15\n\rexecuted_rows\x18\x06 \x01(\x04\x12\x0f\n\x07\x65xpired\x18\x07 \x01(\x04\x12\x11\n\tcancelled\x18\x08 \x01(\x04\x12\x10\n\x08rejected\x18\t \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\n \x01(\x04\x12\x15\n\rqueue_seconds\x18\x0b \x01(\x01\x12\x17\n\x0f\x63ompute_seconds\x18\x0c \x01(\x01\x12\x30\n\x0b\x62\x61tch_sizes\x18\r \x03(\x0b\x32\x1b.classify.v1.BatchSizeCount\x12\x13\n\x0bqueued_rows\x18\x0e \x01(\x04\"J\n\x1aGetModelStatisticsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.classify.v1.ModelStatistics2\xba\x03\n\nClassifier\x12G\n\x08\x43lassify\x12\x1c.classify.v1.ClassifyRequest\x1a\x1d.classify.v1.ClassifyResponse\x12W\n\x0e\x43lassifyStream\x12\x1c.classify.v1.ClassifyRequest\x1a#.classify.v1.ClassifyStreamResponse(\x01\x30\x01\x12M\n\nListModels\x12\x1e.classify.v1.ListModelsRequest\x1a\x1f.classify.v1.ListModelsResponse\x12T\n\x10GetModelMetadata\x12$.classify.v1.GetModelMetadataRequest\x1a\x1a.classify.v1.ModelMetadata\x12\x65\n\x12GetModelStatistics\x12&.classify.v1.GetModelStatisticsRequest\x1a\'.classify.v1.GetModelStatisticsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lassify/v1/classify.proto\x12\x0b\x63lassify.v1\")\n\nImageBatch\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05shape\x18\x02 \x03(\x03\"\x1a\n\tTextBatch\x12\r\n\x05texts\x18\x01 \x03(\t\"\xcf\x01\n\x0f\x43lassifyRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12)\n\x06images\x18\x03 \x01(\x0b\x32\x17.classify.v1.ImageBatchH\x00\x12\'\n\x05texts\x18\x04 \x01(\x0b\x32\x16.classify.v1.TextBatchH\x00\x12\r\n\x05top_k\x18\x05 \x01(\r\x12\x1c\n\x14return_probabilities\x18\x06 \x01(\x08\x12\x12\n\nrequest_id\x18\x07 \x01(\tB\x07\n\x05input\"9\n\nClassScore\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\"M\n\nPrediction\x12(\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x17.classify.v1.ClassScore\x12\x15\n\rprobabilities\x18\x02 \x03(\x02\"t\n\x10\x43lassifyResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12,\n\x0bpredictions\x18\x03 \x03(\x0b\x32\x17.classify.v1.Prediction\x12\x12\n\nrequest_id\x18\x04 \x01(\t\",\n\x0bStreamError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x94\x01\n\x16\x43lassifyStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x31\n\x08response\x18\x02 \x01(\x0b\x32\x1d.classify.v1.ClassifyResponseH\x00\x12)\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x18.classify.v1.StreamErrorH\x00\x42\x08\n\x06result\"\x13\n\x11ListModelsRequest\"?\n\rVersionStatus\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x88\x01\n\x0cModelSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0c\n\x04task\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12,\n\x08versions\x18\x06 \x03(\x0b\x32\x1a.classify.v1.VersionStatus\"?\n\x12ListModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.classify.v1.ModelSummary\"9\n\x17GetModelMetadataRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"L\n\tInputSpec\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\x92\x02\n\rModelMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0c\n\x04task\x18\x03 \x01(\t\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12%\n\x05input\x18\x05 \x01(\x0b\x32\x16.classify.v1.InputSpec\x12\x38\n\x07metrics\x18\x06 \x03(\x0b\x32\'.classify.v1.ModelMetadata.MetricsEntry\x12\r\n\x05quick\x18\x07 \x01(\x08\x12\x10\n\x08versions\x18\x08 \x03(\x03\x12\x12\n\nmodel_json\x18\t \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"*\n\x19GetModelStatisticsRequest\x12\r\n\x05model\x18\x01 \x01(\t\"8\n\x0e\x42\x61tchSizeCount\x12\x12\n\nbatch_size\x18\x01 \x01(\x03\x12\x12\n\nexecutions\x18\x02 \x01(\x04\"\xb8\x02\n\x0fModelStatistics\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x10\n\x08requests\x18\x03 \x01(\x04\x12\x0c\n\x04rows\x18\x04 \x01(\x04\x12\x12\n\nexecutions\x18\x05 \x01(\x04\x12\x15\n\rexecuted_rows\x18\x06 \x01(\x04\x12\x0f\n\x07\x65xpired\x18\x07 \x01(\x04\x12\x11\n\tcancelled\x18\x08 \x01(\x04\x12\x10\n\x08rejected\x18\t \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\n \x01(\x04\x12\x15\n\rqueue_seconds\x18\x0b \x01(\x01\x12\x17\n\x0f\x63ompute_seconds\x18\x0c \x01(\x01\x12\x30\n\x0b\x62\x61tch_sizes\x18\r \x03(\x0b\x32\x1b.classify.v1.BatchSizeCount\x12\x13\n\x0bqueued_rows\x18\x0e \x01(\x04\"J\n\x1aGetModelStatisticsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.classify.v1.ModelStatistics\"!\n\x10LoadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"#\n\x12UnloadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t2\xcc\x04\n\nClassifier\x12G\n\x08\x43lassify\x12\x1c.classify.v1.ClassifyRequest\x1a\x1d.classify.v1.ClassifyResponse\x12W\n\x0e\x43lassifyStream\x12\x1c.classify.v1.ClassifyRequest\x1a#.classify.v1.ClassifyStreamResponse(\x01\x30\x01\x12M\n\nListModels\x12\x1e.classify.v1.ListModelsRequest\x1a\x1f.classify.v1.ListModelsResponse\x12T\n\x10GetModelMetadata\x12$.classify.v1.GetModelMetadataRequest\x1a\x1a.classify.v1.ModelMetadata\x12\x65\n\x12GetModelStatistics\x12&.classify.v1.GetModelStatisticsRequest\x1a\'.classify.v1.GetModelStatisticsResponse\x12\x45\n\tLoadModel\x12\x1d.classify.v1.LoadModelRequest\x1a\x19.classify.v1.ModelSummary\x12I\n\x0bUnloadModel\x12\x1f.classify.v1.UnloadModelRequest\x1a\x19.classify.v1.ModelSummaryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,26 +52,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLASSIFYSTREAMRESPONSE']._serialized_end=775
   _globals['_LISTMODELSREQUEST']._serialized_start=777
   _globals['_LISTMODELSREQUEST']._serialized_end=796
-  _globals['_MODELSUMMARY']._serialized_start=798
-  _globals['_MODELSUMMARY']._serialized_end=872
-  _globals['_LISTMODELSRESPONSE']._serialized_start=874
-  _globals['_LISTMODELSRESPONSE']._serialized_end=937
-  _globals['_GETMODELMETADATAREQUEST']._serialized_start=939
-  _globals['_GETMODELMETADATAREQUEST']._serialized_end=996
-  _globals['_INPUTSPEC']._serialized_start=998
-  _globals['_INPUTSPEC']._serialized_end=1074
-  _globals['_MODELMETADATA']._serialized_start=1077
-  _globals['_MODELMETADATA']._serialized_end=1351
-  _globals['_MODELMETADATA_METRICSENTRY']._serialized_start=1305
-  _globals['_MODELMETADATA_METRICSENTRY']._serialized_end=1351
-  _globals['_GETMODELSTATISTICSREQUEST']._serialized_start=1353
-  _globals['_GETMODELSTATISTICSREQUEST']._serialized_end=1395
-  _globals['_BATCHSIZECOUNT']._serialized_start=1397
-  _globals['_BATCHSIZECOUNT']._serialized_end=1453
-  _globals['_MODELSTATISTICS']._serialized_start=1456
-  _globals['_MODELSTATISTICS']._serialized_end=1768
-  _globals['_GETMODELSTATISTICSRESPONSE']._serialized_start=1770
-  _globals['_GETMODELSTATISTICSRESPONSE']._serialized_end=1844
-  _globals['_CLASSIFIER']._serialized_start=1847
-  _globals['_CLASSIFIER']._serialized_end=2289
+  _globals['_VERSIONSTATUS']._serialized_start=798
+  _globals['_VERSIONSTATUS']._serialized_end=861
+  _globals['_MODELSUMMARY']._serialized_start=864
+  _globals['_MODELSUMMARY']._serialized_end=1000
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1002
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1065
+  _globals['_GETMODELMETADATAREQUEST']._serialized_start=1067
+  _globals['_GETMODELMETADATAREQUEST']._serialized_end=1124
+  _globals['_INPUTSPEC']._serialized_start=1126
+  _globals['_INPUTSPEC']._serialized_end=1202
+  _globals['_MODELMETADATA']._serialized_start=1205
+  _globals['_MODELMETADATA']._serialized_end=1479
+  _globals['_MODELMETADATA_METRICSENTRY']._serialized_start=1433
+  _globals['_MODELMETADATA_METRICSENTRY']._serialized_end=1479
+  _globals['_GETMODELSTATISTICSREQUEST']._serialized_start=1481
+  _globals['_GETMODELSTATISTICSREQUEST']._serialized_end=1523
+  _globals['_BATCHSIZECOUNT']._serialized_start=1525
+  _globals['_BATCHSIZECOUNT']._serialized_end=1581
+  _globals['_MODELSTATISTICS']._serialized_start=1584
+  _globals['_MODELSTATISTICS']._serialized_end=1896
+  _globals['_GETMODELSTATISTICSRESPONSE']._serialized_start=1898
+  _globals['_GETMODELSTATISTICSRESPONSE']._serialized_end=1972
+  _globals['_LOADMODELREQUEST']._serialized_start=1974
+  _globals['_LOADMODELREQUEST']._serialized_end=2007
+  _globals['_UNLOADMODELREQUEST']._serialized_start=2009
+  _globals['_UNLOADMODELREQUEST']._serialized_end=2044
+  _globals['_CLASSIFIER']._serialized_start=2047
+  _globals['_CLASSIFIER']._serialized_end=2635
 # @@protoc_insertion_point(module_scope)

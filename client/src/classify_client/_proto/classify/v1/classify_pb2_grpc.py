@@ -60,6 +60,16 @@ class ClassifierStub:
                 request_serializer=classify_dot_v1_dot_classify__pb2.GetModelStatisticsRequest.SerializeToString,
                 response_deserializer=classify_dot_v1_dot_classify__pb2.GetModelStatisticsResponse.FromString,
                 _registered_method=True)
+        self.LoadModel = channel.unary_unary(
+                '/classify.v1.Classifier/LoadModel',
+                request_serializer=classify_dot_v1_dot_classify__pb2.LoadModelRequest.SerializeToString,
+                response_deserializer=classify_dot_v1_dot_classify__pb2.ModelSummary.FromString,
+                _registered_method=True)
+        self.UnloadModel = channel.unary_unary(
+                '/classify.v1.Classifier/UnloadModel',
+                request_serializer=classify_dot_v1_dot_classify__pb2.UnloadModelRequest.SerializeToString,
+                response_deserializer=classify_dot_v1_dot_classify__pb2.ModelSummary.FromString,
+                _registered_method=True)
 
 
 class ClassifierServicer:
@@ -102,6 +112,22 @@ class ClassifierServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LoadModel(self, request, context):
+        """Load (or reload) a model from the repository now, by its version policy; serves it again after an
+        UnloadModel. Answers once the wanted versions are ready or have failed (see the summary's states).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnloadModel(self, request, context):
+        """Stop serving every version of a model: queued requests finish, new ones get UNAVAILABLE; polling
+        leaves it unloaded until LoadModel.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClassifierServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +155,16 @@ def add_ClassifierServicer_to_server(servicer, server):
                     servicer.GetModelStatistics,
                     request_deserializer=classify_dot_v1_dot_classify__pb2.GetModelStatisticsRequest.FromString,
                     response_serializer=classify_dot_v1_dot_classify__pb2.GetModelStatisticsResponse.SerializeToString,
+            ),
+            'LoadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadModel,
+                    request_deserializer=classify_dot_v1_dot_classify__pb2.LoadModelRequest.FromString,
+                    response_serializer=classify_dot_v1_dot_classify__pb2.ModelSummary.SerializeToString,
+            ),
+            'UnloadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnloadModel,
+                    request_deserializer=classify_dot_v1_dot_classify__pb2.UnloadModelRequest.FromString,
+                    response_serializer=classify_dot_v1_dot_classify__pb2.ModelSummary.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +302,60 @@ class Classifier:
             '/classify.v1.Classifier/GetModelStatistics',
             classify_dot_v1_dot_classify__pb2.GetModelStatisticsRequest.SerializeToString,
             classify_dot_v1_dot_classify__pb2.GetModelStatisticsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/classify.v1.Classifier/LoadModel',
+            classify_dot_v1_dot_classify__pb2.LoadModelRequest.SerializeToString,
+            classify_dot_v1_dot_classify__pb2.ModelSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/classify.v1.Classifier/UnloadModel',
+            classify_dot_v1_dot_classify__pb2.UnloadModelRequest.SerializeToString,
+            classify_dot_v1_dot_classify__pb2.ModelSummary.FromString,
             options,
             channel_credentials,
             insecure,
