@@ -4,14 +4,24 @@ Run from anywhere: ``python proto/generate.py`` (or ``make proto``). The generat
 the client distribution (``classify_client._proto``), because the client must work without the server;
 the server imports it from there. ``--check`` regenerates into a scratch folder and fails if the committed
 code differs, which is what the staleness test runs.
+
+Vendored protocols (proto/VENDORED.md) are generated the same way, except for what they import from
+TensorFlow (``tensorflow/core/...``: TensorProto, Example, SignatureDef). Those are not vendored: the
+generated TF Serving modules import TensorFlow's own ``tensorflow.core`` modules at run time (only the
+server imports them, and the server has TensorFlow), so protoc compiles against the very descriptors
+TensorFlow ships, read from its installed ``*_pb2.py`` files without importing TensorFlow. Google's
+well-known types come from grpcio-tools' bundled includes.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import filecmp
+import importlib.util
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -31,18 +41,81 @@ def top_level_packages(sources: list[Path]) -> set[str]:
     return {src.relative_to(PROTO_ROOT).parts[0] for src in sources}
 
 
-def run_protoc(sources: list[Path], out_dir: Path) -> None:
-    from grpc_tools import protoc  # imported here: only generation needs grpcio-tools
+IMPORT_LINE = re.compile(r'^import\s+"(?P<name>[^"]+)";', re.MULTILINE)
+SERIALIZED_FILE = "AddSerializedFile"
 
+
+def tensorflow_imports(sources: list[Path]) -> list[str]:
+    names = {m["name"] for src in sources for m in IMPORT_LINE.finditer(src.read_text())}
+    return sorted(name for name in names if name.startswith("tensorflow/"))
+
+
+def _serialized_descriptor(module_path: Path) -> bytes:
+    """The FileDescriptorProto bytes a protoc-generated ``*_pb2.py`` registers, read without importing it."""
+    for node in ast.walk(ast.parse(module_path.read_text())):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == SERIALIZED_FILE
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            return node.args[0].value
+    raise SystemExit(f"{module_path}: no serialized descriptor found")
+
+
+def tensorflow_descriptor_set(names: list[str], out_file: Path) -> None:
+    """Write the FileDescriptorSet of ``names`` and everything they import from TensorFlow's package."""
+    from google.protobuf import descriptor_pb2
+
+    spec = importlib.util.find_spec("tensorflow")  # finds the package without running its __init__
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(
+            "generating the TF Serving protocol needs TensorFlow installed: its tensorflow/core protos "
+            "(TensorProto, Example, SignatureDef) come from the installed package, not from proto/"
+        )
+    package_dir = Path(spec.submodule_search_locations[0])
+    found: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        if name in found or not name.startswith("tensorflow/"):
+            continue  # google/protobuf/... resolve from grpcio-tools' includes
+        module = package_dir / name.removeprefix("tensorflow/").replace(".proto", "_pb2.py")
+        proto = descriptor_pb2.FileDescriptorProto.FromString(_serialized_descriptor(module))
+        found[name] = proto
+        pending += list(proto.dependency)
+    descriptor_set = descriptor_pb2.FileDescriptorSet(file=[found[name] for name in sorted(found)])
+    out_file.write_bytes(descriptor_set.SerializeToString())
+
+
+def run_protoc(sources: list[Path], out_dir: Path) -> None:
+    import grpc_tools  # imported here: only generation needs grpcio-tools
+
+    extra: list[str] = [f"-I{Path(grpc_tools.__file__).parent / '_proto'}"]
+    external = tensorflow_imports(sources)
+    if external:
+        descriptor_set = out_dir / "tensorflow.binpb"
+        tensorflow_descriptor_set(external, descriptor_set)
+        extra.append(f"--descriptor_set_in={descriptor_set}")
     args = [
+        sys.executable,
+        "-m",
         "grpc_tools.protoc",
         f"-I{PROTO_ROOT}",
+        *extra,
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         f"--grpc_python_out={out_dir}",
         *[str(src) for src in sources],
     ]
-    if protoc.main(args) != 0:
+    # protoc runs in its own process: grpcio-tools' in-process compiler crashes (SIGSEGV) in a process
+    # that has imported TensorFlow, whose own libprotobuf clashes with it (e.g. a pytest session that
+    # also collected the TF Serving client tests).
+    status = subprocess.run(args, check=False).returncode
+    if external:
+        descriptor_set.unlink()
+    if status != 0:
         raise SystemExit("protoc failed; see the messages above")
 
 

@@ -7,6 +7,7 @@ Nothing here is mocked: models are trained by the real `classify-train`, served 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -103,6 +104,13 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def metrics_url(self) -> str:
+        """The /metrics address the server logged (tests start it with --metrics-port 0)."""
+        found = re.search(r"metrics on (http://\S+/metrics)", self.log())
+        if found is None:
+            pytest.fail(f"server logged no metrics address:\n{self.log()}", pytrace=False)
+        return found.group(1)
+
     def wait_serving(self, timeout: float = SERVER_START_SECONDS) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -138,6 +146,8 @@ def launch_server(repository: Path, log_dir: Path, *extra: str) -> ServerProcess
                 str(repository),
                 "--port",
                 str(port),
+                "--metrics-port",  # a free port: tests run several servers at once
+                "0",
                 *extra,
             ],
             stdout=log_file,

@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import ServerProcess, copy_model, health_status
+from conftest import ServerProcess, copy_model, health_status, run_cli
 
 from classify_client import Client, UnavailableError
 from classify_client._proto.classify.v1 import classify_pb2 as pb
@@ -151,6 +151,9 @@ def test_a_corrupt_new_version_is_reported_and_the_old_one_keeps_serving(
     assert "saved_model.pb" in failed.reason or "SavedModel" in failed.reason
     with Client(started.target) as client:
         assert client.classify("mnist-mlp", images=DIGITS).version == 1
+    listed = run_cli("classify", "models", "--target", started.target).stdout
+    assert "1 ready, 2 failed" in listed
+    assert "mnist-mlp version 2 failed:" in listed
     time.sleep(1.0)  # several polls: an unchanged failed version is not retried each time
     assert started.log().count("mnist-mlp version 2 failed to load") == 1
     assert health_status(started.target, "mnist-mlp") == "SERVING"
@@ -187,8 +190,8 @@ def test_unload_and_load_rpcs_and_removal_from_disk(
         time.sleep(1.0)  # polling must not bring it back by itself
         assert summaries(started.target)["mnist-mlp"].state == "unloaded"
         assert health_status(started.target) == "SERVING"  # the other model still serves
-        loaded = stub.LoadModel(pb.LoadModelRequest(model="mnist-mlp"))
-        assert loaded.state == "ready"
+        loaded = run_cli("classify", "load", "mnist-mlp", "--target", started.target)
+        assert loaded.stdout.strip() == "mnist-mlp: ready; versions: 1 ready"
         assert client.classify("mnist-mlp", images=DIGITS).version == 1
         with pytest.raises(grpc.RpcError) as error:
             stub.LoadModel(pb.LoadModelRequest(model="not-on-disk"))

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         Prediction,
         StreamReply,
         StreamRequest,
+        VersionStatus,
     )
 
 __version__ = "0.1.0"
@@ -52,6 +53,7 @@ _EXPORTS = {
     "InputSpec": "types",
     "StreamRequest": "types",
     "StreamReply": "types",
+    "VersionStatus": "types",
 }
 
 __all__ = [
@@ -73,6 +75,7 @@ __all__ = [
     "StreamRequest",
     "UnauthenticatedError",
     "UnavailableError",
+    "VersionStatus",
 ]
 
 

@@ -88,6 +88,13 @@ def main(context: click.Context, headers: tuple[str, ...]) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Rows a call.")
 @click.option("--in-flight", type=click.IntRange(min=1), default=4, show_default=True, help="Calls at once.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
+@click.option(
+    "--protocol",
+    type=click.Choice(["native", "v2"]),
+    default="native",
+    show_default=True,
+    help="native: classify.v1 Classify; v2: KServe V2 / Open Inference Protocol ModelInfer.",
+)
 @click.pass_obj
 def score(
     headers: dict[str, str],
@@ -103,6 +110,7 @@ def score(
     batch_size: int,
     in_flight: int,
     timeout: float,
+    protocol: str,
 ) -> None:
     """Score a file of images or texts with a model and write one result row per input."""
     from .outputs import output_format
@@ -126,6 +134,7 @@ def score(
         in_flight=in_flight,
         timeout=timeout,
         headers=headers,
+        protocol=protocol,
     )
     try:
         summary = run_score(options)
@@ -154,23 +163,27 @@ def models(headers: dict[str, str], target: str, timeout: float) -> None:
             details = {info.name: _metadata_or_none(client, info.name) for info in infos}
         except ClassifyError as exc:
             raise FatalError(describe_for_target(exc, target)) from None
-    table = Table("name", "version", "task", "state", "validation accuracy", "quick")
+    table = Table("name", "version", "task", "state", "versions", "validation accuracy", "quick")
     for info in infos:
         metadata = details[info.name]
         accuracy = metadata.metrics.get("validation_accuracy") if metadata else None
-        quick = "?" if metadata is None else ("yes" if metadata.quick else "no")
+        quick = "?" if metadata is None or info.state != "ready" else ("yes" if metadata.quick else "no")
         table.add_row(
             info.name,
-            str(info.version),
+            str(info.version) if info.version else "",
             info.task,
             info.state,
+            ", ".join(f"{v.version} {v.state}" for v in info.versions),
             "" if accuracy is None else f"{accuracy:.4f}",
             quick,
         )
+    problems = [(info.name, v) for info in infos for v in info.versions if v.reason]
     console = Console()
     if not console.is_terminal:  # pipes get 80 columns by default: too narrow, the table would truncate
         console = Console(width=160)
     console.print(table)
+    for name, version in problems:
+        console.print(f"{name} version {version.version} {version.state}: {version.reason}", markup=False)
 
 
 def _metadata_or_none(client: Any, name: str) -> Any:
@@ -217,6 +230,42 @@ def health(headers: dict[str, str], target: str, model: str | None, wait: float,
         raise FatalError(describe_for_target(unreachable, target))
     click.echo(status)
     sys.exit(0 if status == SERVING else 1)
+
+
+@main.command("load")
+@target_option
+@click.argument("model")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True)
+@click.pass_obj
+def load_command(headers: dict[str, str], target: str, model: str, timeout: float) -> None:
+    """Load MODEL from the server's repository now (or serve it again after `unload`)."""
+    _change_model(headers, target, timeout, lambda client: client.load_model(model))
+
+
+@main.command("unload")
+@target_option
+@click.argument("model")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True)
+@click.pass_obj
+def unload_command(headers: dict[str, str], target: str, model: str, timeout: float) -> None:
+    """Stop serving MODEL (queued requests finish first) until `load`."""
+    _change_model(headers, target, timeout, lambda client: client.unload_model(model))
+
+
+def _change_model(headers: dict[str, str], target: str, timeout: float, change: Any) -> None:
+    from .client import Client
+    from .errors import ClassifyError, describe_for_target
+
+    with Client(target, timeout=timeout, headers=headers) as client:
+        try:
+            info = change(client)
+        except ClassifyError as exc:
+            raise FatalError(describe_for_target(exc, target)) from None
+    versions = ", ".join(
+        f"{v.version} {v.state}" + (f" ({v.reason})" if v.reason else "") for v in info.versions
+    )
+    click.echo(f"{info.name}: {info.state}" + (f"; versions: {versions}" if versions else ""))
+    sys.exit(0 if info.state in ("ready", "unloaded") else 1)
 
 
 def parse_concurrency(text: str) -> list[int]:

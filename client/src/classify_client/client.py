@@ -270,6 +270,20 @@ class Client:
         response = self._unary(self._stub.ListModels, classify_pb2.ListModelsRequest(), timeout, headers)
         return [model_info_from_proto(model) for model in response.models]
 
+    def load_model(
+        self, model: str, *, timeout: Timeout = UNSET, headers: Mapping[str, str] | None = None
+    ) -> ModelInfo:
+        """Load (or reload) a model from the server's repository now; serves it again after an unload."""
+        request = classify_pb2.LoadModelRequest(model=model)
+        return model_info_from_proto(self._unary(self._stub.LoadModel, request, timeout, headers))
+
+    def unload_model(
+        self, model: str, *, timeout: Timeout = UNSET, headers: Mapping[str, str] | None = None
+    ) -> ModelInfo:
+        """Stop serving a model (queued requests finish) until ``load_model``."""
+        request = classify_pb2.UnloadModelRequest(model=model)
+        return model_info_from_proto(self._unary(self._stub.UnloadModel, request, timeout, headers))
+
     def metadata(
         self,
         model: str,

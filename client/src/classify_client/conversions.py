@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._proto.classify.v1 import classify_pb2
-from .types import ClassifyResult, ClassScore, InputSpec, ModelInfo, ModelMetadata, Prediction
+from .types import ClassifyResult, ClassScore, InputSpec, ModelInfo, ModelMetadata, Prediction, VersionStatus
 
 IMAGE_SIDE = 28
 IMAGE_PIXELS = IMAGE_SIDE * IMAGE_SIDE
@@ -157,7 +157,14 @@ def merge_results(parts: Sequence[ClassifyResult]) -> ClassifyResult:
 
 
 def model_info_from_proto(message: classify_pb2.ModelSummary) -> ModelInfo:
-    return ModelInfo(name=message.name, version=int(message.version), task=message.task, state=message.state)
+    return ModelInfo(
+        name=message.name,
+        version=int(message.version),
+        task=message.task,
+        state=message.state,
+        reason=message.reason,
+        versions=tuple(VersionStatus(int(v.version), v.state, v.reason) for v in message.versions),
+    )
 
 
 def metadata_from_proto(message: classify_pb2.ModelMetadata) -> ModelMetadata:

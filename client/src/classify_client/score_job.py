@@ -23,7 +23,7 @@ from .labels import LabelMap, check_labels, read_labels, resolve_labels
 from .outputs import open_writer, output_format
 from .progress import StderrReporter
 from .report import ScoreSummary
-from .scoring import ClientBackend, Scorer
+from .scoring import Backend, ClientBackend, Scorer
 from .settings import DEFAULT_TARGET
 from .types import ModelMetadata
 
@@ -46,6 +46,8 @@ class ScoreOptions:
     in_flight: int = 4
     timeout: float | None = 30.0
     headers: Mapping[str, str] = field(default_factory=dict)
+    # "native" (classify.v1) or "v2" (KServe V2 ModelInfer; labels still come from native metadata).
+    protocol: str = "native"
 
 
 def run_score(options: ScoreOptions, reporter: StderrReporter | None = None) -> ScoreSummary:
@@ -71,10 +73,12 @@ def run_score(options: ScoreOptions, reporter: StderrReporter | None = None) -> 
                 raise JobError(str(exc)) from None
         rows = resolve_labels(limited(source.rows(), options.limit), label_map, external)
         total = source.count if options.limit is None else min(source.count or options.limit, options.limit)
-        backend = ClientBackend(
-            client, options.model, version=metadata.version, top_k=options.top_k, timeout=options.timeout
-        )
-        summary = score_rows(rows, backend, metadata, options, reporter or StderrReporter(total))
+        backend = make_backend(client, metadata, options)
+        try:
+            summary = score_rows(rows, backend, metadata, options, reporter or StderrReporter(total))
+        finally:
+            if hasattr(backend, "close"):
+                backend.close()
     if external is not None and options.limit is None and summary.n != len(external):
         # Text inputs have no length up front, so the labels file could not be checked before scoring.
         print(f"warning: {len(external)} labels for {summary.n} input rows", file=sys.stderr)
@@ -83,9 +87,30 @@ def run_score(options: ScoreOptions, reporter: StderrReporter | None = None) -> 
     return summary
 
 
+def make_backend(client: Client, metadata: ModelMetadata, options: ScoreOptions) -> Backend:
+    if options.protocol != "v2":
+        return ClientBackend(
+            client, options.model, version=metadata.version, top_k=options.top_k, timeout=options.timeout
+        )
+    from .v2_protocol import V2Backend  # only here: it defines the inference.* protobuf messages
+
+    try:
+        return V2Backend(
+            options.target,
+            options.model,
+            version=metadata.version,
+            labels=list(metadata.labels),
+            top_k=options.top_k,
+            timeout=options.timeout,
+            headers=options.headers,
+        )
+    except ClassifyError as exc:
+        raise JobError(describe_for_target(exc, options.target)) from None
+
+
 def score_rows(
     rows: Iterator[InputRow],
-    backend: ClientBackend,
+    backend: Backend,
     metadata: ModelMetadata,
     options: ScoreOptions,
     reporter: StderrReporter,

@@ -75,13 +75,24 @@ class ClassifyResult:
 
 
 @dataclass(frozen=True)
+class VersionStatus:
+    """One version the server knows of: "loading", "ready", "unloading" or "failed" (with the reason)."""
+
+    version: int
+    state: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class ModelInfo:
-    """One entry of ListModels: the newest ready version of a model."""
+    """One entry of ListModels: the version unversioned requests get, and every version's state."""
 
     name: str
     version: int
     task: str
     state: str
+    reason: str = ""
+    versions: tuple[VersionStatus, ...] = ()
 
 
 @dataclass(frozen=True)

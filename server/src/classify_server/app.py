@@ -12,8 +12,10 @@ from grpc_reflection.v1alpha import reflection
 
 from classify_client._proto.classify.v1 import classify_pb2_grpc
 
+from . import kserve_servicer
 from .batcher import BatchingPolicy
 from .data_plane import DataPlane
+from .metrics import ServerMetrics
 from .registry import READY, ModelRegistry, ModelState
 from .runner import configure_tensorflow
 from .servicer import SERVICE_NAME, ClassifierServicer
@@ -45,8 +47,10 @@ class ClassifyServer:
             settings.versions_for,
             on_state=self._publish_model_health,
         )
+        self.metrics = ServerMetrics(self.registry) if settings.metrics_port >= 0 else None
+        self.metrics_port: int | None = None
         self.data_plane = DataPlane(
-            self.registry, InputLimits(settings.max_request_rows, settings.max_text_chars)
+            self.registry, InputLimits(settings.max_request_rows, settings.max_text_chars), self.metrics
         )
         limit = settings.max_message_bytes
         self.server = grpc.aio.server(
@@ -61,7 +65,17 @@ class ClassifyServer:
         classify_pb2_grpc.add_ClassifierServicer_to_server(
             ClassifierServicer(self.data_plane, settings.stream_window), self.server
         )
-        self.services = (SERVICE_NAME,)
+        kserve_servicer.pb_grpc.add_GRPCInferenceServiceServicer_to_server(
+            kserve_servicer.InferenceServicer(self.data_plane, settings.stream_window), self.server
+        )
+        # TF Serving's servicer imports TensorFlow's generated protos: imported here, where the server
+        # already has TensorFlow, never by anything the client distribution imports.
+        from . import tfserving_servicer
+
+        tfserving_servicer.prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            tfserving_servicer.PredictionServicer(self.data_plane), self.server
+        )
+        self.services = (SERVICE_NAME, kserve_servicer.SERVICE_NAME, tfserving_servicer.SERVICE_NAME)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [
@@ -107,6 +121,9 @@ class ClassifyServer:
             self.port,
             self.settings.model_repository,
         )
+        if self.metrics is not None:
+            self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", self.settings.host, self.metrics_port)
         await self.registry.reconcile()
         self._started = True
         ready = self.registry.ready_count()

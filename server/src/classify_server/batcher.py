@@ -43,6 +43,14 @@ class BatchingPolicy:
     max_batches_in_flight: int = 1
 
 
+# Upper bounds (seconds) of the queue-time and compute-time histograms exported as metrics.
+TIME_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _time_counts() -> list[int]:
+    return [0] * (len(TIME_BUCKETS) + 1)  # the last slot counts values above every bound
+
+
 @dataclass
 class BatcherStats:
     """What batching achieved: compare ``requests`` with ``executions`` to see whether it batches."""
@@ -58,6 +66,8 @@ class BatcherStats:
     queue_seconds: float = 0.0
     compute_seconds: float = 0.0
     batch_sizes: Counter[int] = field(default_factory=Counter)
+    queue_time_counts: list[int] = field(default_factory=_time_counts)
+    compute_time_counts: list[int] = field(default_factory=_time_counts)
 
 
 @dataclass(eq=False)
@@ -182,7 +192,9 @@ class DynamicBatcher:
                     DeadlineExceededError(f"deadline passed while queued for model {self.name!r}")
                 )
             else:
-                self.stats.queue_seconds += now - head.arrival
+                waited = now - head.arrival
+                self.stats.queue_seconds += waited
+                self.stats.queue_time_counts[bisect.bisect_left(TIME_BUCKETS, waited)] += 1
                 batch.append(head)
                 rows += len(head.rows)
         return batch
@@ -221,6 +233,7 @@ class DynamicBatcher:
             elapsed = time.perf_counter() - started
             with self._stats_lock:
                 self.stats.compute_seconds += elapsed
+                self.stats.compute_time_counts[bisect.bisect_left(TIME_BUCKETS, elapsed)] += 1
                 self.stats.executions += 1
                 self.stats.executed_rows += len(padded)
                 self.stats.batch_sizes[len(padded)] += 1

@@ -6,15 +6,20 @@ Every protocol the server speaks is a thin servicer over this class, so they all
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .batcher import BatcherStats
-from .errors import DeadlineExceededError
-from .registry import ModelRegistry, ModelState
+from .errors import DeadlineExceededError, code_of
+from .registry import LoadedModel, ModelRegistry, ModelState
 from .repository import ModelSpec
 from .validation import InputLimits, Payload, model_input
+
+if TYPE_CHECKING:  # metrics imports prometheus-client; the data plane works without it
+    from .metrics import ServerMetrics
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,8 @@ class ClassifyCall:
     top_k: int
     # Seconds the caller still waits, or None when it set no deadline.
     time_remaining: float | None = None
+    # Which API the request came through, for metrics: native, kserve-v2, tf-serving.
+    protocol: str = "native"
 
 
 @dataclass(frozen=True)
@@ -36,12 +43,36 @@ class Classification:
 
 
 class DataPlane:
-    def __init__(self, registry: ModelRegistry, limits: InputLimits) -> None:
+    def __init__(
+        self, registry: ModelRegistry, limits: InputLimits, metrics: ServerMetrics | None = None
+    ) -> None:
         self.registry = registry
         self.limits = limits
+        self._metrics = metrics
 
     async def classify(self, call: ClassifyCall) -> Classification:
-        model = self.registry.resolve(call.model, call.version)
+        """Answer one request, counting its outcome and latency when metrics are on."""
+        started = time.perf_counter()
+        spec: ModelSpec | None = None
+        code = "OK"
+        try:
+            model = self.registry.resolve(call.model, call.version)
+            spec = model.spec
+            return await self._classify(model, call)
+        except BaseException as exc:
+            code = code_of(exc).name
+            raise
+        finally:
+            if self._metrics is not None:
+                self._metrics.observe(
+                    spec.name if spec else None,
+                    spec.version if spec else None,
+                    call.protocol,
+                    code,
+                    time.perf_counter() - started,
+                )
+
+    async def _classify(self, model: LoadedModel, call: ClassifyCall) -> Classification:
         batch = model_input(call.payload, model.spec, self.limits)
         deadline = None
         if call.time_remaining is not None:

@@ -6,6 +6,7 @@ The data plane raises these plain exceptions; servicers never build status codes
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,15 @@ class DeadlineExceededError(ClassifyServerError):
 
 class UnavailableError(ClassifyServerError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+def code_of(exc: BaseException) -> grpc.StatusCode:
+    """The status code an exception becomes, without logging it (for metrics)."""
+    if isinstance(exc, ClassifyServerError):
+        return exc.code
+    if isinstance(exc, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.INTERNAL
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:

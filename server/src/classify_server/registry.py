@@ -30,6 +30,7 @@ LOADING, READY, FAILED, UNLOADING, UNLOADED = "loading", "ready", "failed", "unl
 class LoadedModel:
     spec: ModelSpec
     batcher: DynamicBatcher
+    load_seconds: float = 0.0  # loading and warming, until it could serve
 
 
 @dataclass
@@ -224,7 +225,7 @@ class ModelRegistry:
             return
         batcher = DynamicBatcher(model.name, runner, self._batching)
         batcher.start()
-        model.ready[version] = LoadedModel(spec, batcher)
+        model.ready[version] = LoadedModel(spec, batcher, seconds)
         model.task = spec.task
         model.states[version] = VersionState(version, READY)
         model.failed_fingerprints.pop(version, None)

@@ -45,6 +45,13 @@ class ServerSettings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for all interfaces")
     port: int = Field(8500, ge=0, le=65535, description="gRPC port; 0 picks a free one (logged)")
+    metrics_port: int = Field(
+        8502,
+        ge=-1,
+        le=65535,
+        description="HTTP port of the Prometheus /metrics endpoint on --host; 0 picks a free one (logged), "
+        "-1 turns metrics off",
+    )
     max_batch_size: int = Field(
         128, ge=1, description="Most rows one model execution takes; queued requests are merged up to it"
     )

@@ -1,0 +1,132 @@
+"""Scoring over the KServe V2 / Open Inference Protocol (``classify score --protocol v2``).
+
+Uses this package's own generated stubs (``_proto.inference``), never tritonclient. Imported only when the
+V2 protocol is asked for: the generated module defines the ``inference.*`` protobuf messages, which
+tritonclient defines too, and one Python process cannot register both (a "duplicate symbol" error).
+So a program that imports tritonclient must not import this module, and vice versa.
+
+Each batch is one ModelInfer call (raw UINT8 images or BYTES texts) asking for the FP32 probabilities;
+the top classes are picked here exactly as the server picks them for the native API, so both protocols
+give identical rows.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+
+import grpc
+import numpy as np
+
+from ._proto.inference import grpc_predict_v2_pb2 as pb
+from ._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
+from .conversions import Inputs
+from .errors import error_from_rpc
+from .settings import channel_options
+from .types import ClassifyResult, ClassScore, Prediction
+
+LENGTH_PREFIX = struct.Struct("<I")
+
+
+def serialize_texts(texts: list[str]) -> bytes:
+    """Triton's raw BYTES layout: a little-endian uint32 length before each UTF-8 string."""
+    encoded = [text.encode("utf-8") for text in texts]
+    return b"".join(LENGTH_PREFIX.pack(len(value)) + value for value in encoded)
+
+
+def infer_request(model: str, version: int | None, inputs: Inputs, *, input_name: str, output_name: str):
+    request = pb.ModelInferRequest(model_name=model, model_version=str(version) if version else "")
+    if inputs.images is not None:
+        images = np.ascontiguousarray(inputs.images, dtype=np.uint8)
+        request.inputs.add(name=input_name, datatype="UINT8", shape=list(images.shape))
+        request.raw_input_contents.append(images.tobytes())
+    else:
+        texts = list(inputs.texts or [])
+        request.inputs.add(name=input_name, datatype="BYTES", shape=[len(texts)])
+        request.raw_input_contents.append(serialize_texts(texts))
+    request.outputs.add(name=output_name)
+    return request
+
+
+def top_classes(probabilities: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The server's rule: stable sort on negated scores, so ties keep label order."""
+    k = min(max(k, 1), probabilities.shape[1])
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(probabilities, order, axis=1)
+
+
+def result_from_response(response, labels: list[str], top_k: int) -> ClassifyResult:
+    tensor = response.outputs[0]
+    probabilities = np.frombuffer(response.raw_output_contents[0], dtype="<f4").reshape(tuple(tensor.shape))
+    indices, scores = top_classes(probabilities, top_k)
+    predictions = [
+        Prediction(
+            [
+                ClassScore(index=index, label=labels[index], score=score)
+                for index, score in zip(row_indices, row_scores, strict=True)
+            ]
+        )
+        for row_indices, row_scores in zip(indices.tolist(), scores.tolist(), strict=True)
+    ]
+    return ClassifyResult(
+        model=response.model_name, version=int(response.model_version), predictions=predictions
+    )
+
+
+class V2Pending:
+    def __init__(self, future: grpc.Future, labels: list[str], top_k: int) -> None:
+        self._future = future
+        self._labels = labels
+        self._top_k = top_k
+
+    def result(self) -> ClassifyResult:
+        try:
+            return result_from_response(self._future.result(), self._labels, self._top_k)
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from None
+
+
+class V2Backend:
+    """The scoring loop's backend over ModelInfer, pinned to one model version."""
+
+    def __init__(
+        self,
+        target: str,
+        model: str,
+        *,
+        version: int | None,
+        labels: list[str],
+        top_k: int,
+        timeout: float | None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._channel = grpc.insecure_channel(target, options=channel_options())
+        self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
+        self._model = model
+        self._version = version
+        self._labels = labels
+        self._top_k = top_k
+        self._timeout = timeout
+        self._metadata = tuple((key.lower(), value) for key, value in (headers or {}).items()) or None
+        # The tensor names come from the protocol's own ModelMetadata, as any V2 client would get them.
+        try:
+            described = self._stub.ModelMetadata(
+                pb.ModelMetadataRequest(name=model, version=str(version) if version else ""),
+                timeout=timeout,
+                metadata=self._metadata,
+            )
+        except grpc.RpcError as error:
+            self._channel.close()
+            raise error_from_rpc(error) from None
+        self._input_name = described.inputs[0].name
+        self._output_name = described.outputs[0].name
+
+    def submit(self, inputs: Inputs) -> V2Pending:
+        request = infer_request(
+            self._model, self._version, inputs, input_name=self._input_name, output_name=self._output_name
+        )
+        future = self._stub.ModelInfer.future(request, timeout=self._timeout, metadata=self._metadata)
+        return V2Pending(future, self._labels, self._top_k)
+
+    def close(self) -> None:
+        self._channel.close()
