@@ -9,8 +9,6 @@ Triton's ModelStreamInfer.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import struct
 from collections.abc import AsyncIterator
 
@@ -25,6 +23,7 @@ from .data_plane import Classification, ClassifyCall, DataPlane
 from .errors import ClassifyServerError, InvalidInputError, grpc_errors, status_of
 from .registry import READY
 from .repository import ModelSpec
+from .streams import ordered_answers
 from .tensors import check_count, element_count, payload_for
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
@@ -44,6 +43,9 @@ def expected_input(spec: ModelSpec) -> str:
             "[-1, 28, 28, 1]"
         )
     return f"{spec.input.name!r}: BYTES (UTF-8 text) with shape [-1]"
+
+
+PROTOCOL = "kserve-v2"  # the metrics label of requests that came this way
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -101,30 +103,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         # As the native stream: requests run concurrently (so they batch) up to the window, answered in
         # arrival order; a failed request is answered with its error_message and the stream goes on.
-        in_flight: asyncio.Queue[asyncio.Task[pb.ModelStreamInferResponse] | None] = asyncio.Queue(
-            maxsize=self._stream_window
-        )
-
-        async def read_requests() -> None:
-            try:
-                async for request in request_iterator:
-                    await in_flight.put(asyncio.create_task(self._answer_streamed(request, context)))
-            finally:
-                await in_flight.put(None)
-
-        reader = asyncio.create_task(read_requests())
-        try:
-            while (task := await in_flight.get()) is not None:
-                yield await task
-            await reader
-        finally:
-            reader.cancel()
-            while not in_flight.empty():
-                leftover = in_flight.get_nowait()
-                if leftover is not None:
-                    leftover.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+        async for reply in ordered_answers(
+            request_iterator, lambda request: self._answer_streamed(request, context), self._stream_window
+        ):
+            yield reply
 
     async def _answer_streamed(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
@@ -150,7 +132,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         outputs = _requested_outputs(request, spec)
         top_k = max([k for _, k in outputs if k], default=1)
         result = await self._plane.classify(
-            ClassifyCall(request.model_name, version, payload, top_k, time_remaining=time_remaining)
+            ClassifyCall(
+                request.model_name, version, payload, top_k, time_remaining=time_remaining, protocol=PROTOCOL
+            )
         )
         return _response(request, result, outputs)
 

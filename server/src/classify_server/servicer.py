@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 
@@ -17,6 +15,7 @@ from .data_plane import Classification, ClassifyCall, DataPlane
 from .errors import grpc_errors, status_of
 from .registry import ModelState
 from .repository import ModelSpec
+from .streams import ordered_answers
 from .validation import ImagePayload, Payload, TextPayload
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Classifier"].full_name
@@ -38,30 +37,10 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
         self, request_iterator: AsyncIterator[pb.ClassifyRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ClassifyStreamResponse]:
         # Requests are processed concurrently (so they batch) up to the window, answered in arrival order.
-        in_flight: asyncio.Queue[asyncio.Task[pb.ClassifyStreamResponse] | None] = asyncio.Queue(
-            maxsize=self._stream_window
-        )
-
-        async def read_requests() -> None:
-            try:
-                async for request in request_iterator:
-                    await in_flight.put(asyncio.create_task(self._answer_streamed(request, context)))
-            finally:
-                await in_flight.put(None)
-
-        reader = asyncio.create_task(read_requests())
-        try:
-            while (task := await in_flight.get()) is not None:
-                yield await task
-            await reader  # surfaces a broken request stream
-        finally:
-            reader.cancel()
-            while not in_flight.empty():
-                leftover = in_flight.get_nowait()
-                if leftover is not None:
-                    leftover.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+        async for reply in ordered_answers(
+            request_iterator, lambda request: self._answer_streamed(request, context), self._stream_window
+        ):
+            yield reply
 
     async def _answer_streamed(
         self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext

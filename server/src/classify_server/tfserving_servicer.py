@@ -56,6 +56,9 @@ def expected_input(spec: ModelSpec) -> str:
     return f"inputs[{spec.input.name!r}]: DT_STRING (UTF-8 text) with shape [-1]"
 
 
+PROTOCOL = "tf-serving"  # the metrics label of requests that came this way
+
+
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, data_plane: DataPlane) -> None:
         self._plane = data_plane
@@ -77,7 +80,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 )
         payload = _payload_from_tensor(request.inputs[spec.input.name], spec.input.name, spec, expected)
         result = await self._plane.classify(
-            ClassifyCall(spec.name, version, payload, 1, time_remaining=context.time_remaining())
+            ClassifyCall(
+                spec.name, version, payload, 1, time_remaining=context.time_remaining(), protocol=PROTOCOL
+            )
         )
         probabilities = np.ascontiguousarray(result.probabilities, dtype="<f4")
         response = predict_pb2.PredictResponse(model_spec=_answered_spec(result.spec))
@@ -98,7 +103,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         payload = _payload_from_examples(request.input, spec)
         classes = len(spec.labels)
         result = await self._plane.classify(
-            ClassifyCall(spec.name, version, payload, classes, time_remaining=context.time_remaining())
+            ClassifyCall(
+                spec.name,
+                version,
+                payload,
+                classes,
+                time_remaining=context.time_remaining(),
+                protocol=PROTOCOL,
+            )
         )
         response = classification_pb2.ClassificationResponse(model_spec=_answered_spec(result.spec))
         labels = result.spec.labels
