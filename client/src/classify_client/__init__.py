@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         UnauthenticatedError,
         UnavailableError,
     )
+    from .settings import tls_credentials
     from .types import (
         ClassifyResult,
         ClassScore,
@@ -54,6 +55,7 @@ _EXPORTS = {
     "StreamRequest": "types",
     "StreamReply": "types",
     "VersionStatus": "types",
+    "tls_credentials": "settings",
 }
 
 __all__ = [
@@ -76,6 +78,7 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "VersionStatus",
+    "tls_credentials",
 ]
 
 

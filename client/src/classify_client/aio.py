@@ -36,6 +36,7 @@ from .settings import (
     ChannelOptions,
     Timeout,
     channel_options,
+    with_token,
 )
 from .streaming import reply_from_proto, stream_request_proto
 from .types import ClassifyResult, ModelInfo, ModelMetadata, StreamReply, StreamRequest
@@ -59,6 +60,7 @@ class AsyncClient:
         in_flight: int = DEFAULT_IN_FLIGHT,
         load_balancing: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
         options: ChannelOptions = (),
     ) -> None:
         if chunk_rows < 1 or in_flight < 1:
@@ -66,7 +68,7 @@ class AsyncClient:
         self.target = target
         self.chunk_rows = chunk_rows
         self.in_flight = in_flight
-        self._defaults = CallDefaults(timeout=timeout, headers=dict(headers or {}))
+        self._defaults = CallDefaults(timeout=timeout, headers=with_token(headers, token))
         args = channel_options(
             max_message_bytes=max_message_bytes, load_balancing=load_balancing, options=options
         )

@@ -150,8 +150,18 @@ def serialized_requests(model: str, pool: Inputs, batch_size: int, version: int 
 class LoadGenerator:
     """Sends pre-serialized Classify requests over one channel and times them."""
 
-    def __init__(self, target: str, payloads: Sequence[bytes], headers: dict[str, str] | None = None) -> None:
-        self._channel = grpc.aio.insecure_channel(target, options=channel_options())
+    def __init__(
+        self,
+        target: str,
+        payloads: Sequence[bytes],
+        headers: dict[str, str] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self._channel = (
+            grpc.aio.secure_channel(target, credentials, options=channel_options())
+            if credentials is not None
+            else grpc.aio.insecure_channel(target, options=channel_options())
+        )
         self._call = self._channel.unary_unary(CLASSIFY_METHOD)  # bytes in, bytes out: nothing parsed
         self._stats = classify_pb2_grpc.ClassifierStub(self._channel)
         self._payloads = payloads
@@ -267,9 +277,11 @@ async def benchmark(
     specs: Sequence[LoadSpec],
     version: int | None = None,
     headers: dict[str, str] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> list[StepResult]:
     """Run each step in turn against one channel and return their results."""
-    generator = LoadGenerator(target, serialized_requests(model, pool, batch_size, version), headers)
+    requests = serialized_requests(model, pool, batch_size, version)
+    generator = LoadGenerator(target, requests, headers, credentials)
     try:
         return [await generator.run(spec, batch_size, model) for spec in specs]
     finally:

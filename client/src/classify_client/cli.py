@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,71 @@ def target_option(function: Any) -> Any:
     metavar="KEY=VALUE",
     help="gRPC metadata sent with every call (repeatable), e.g. authorization=Bearer ...",
 )
+@click.option(
+    "--token",
+    envvar="CLASSIFY_TOKEN",
+    help="Bearer token for servers that require one (env CLASSIFY_TOKEN keeps it out of process lists).",
+)
+@click.option("--tls", is_flag=True, help="Connect with TLS, trusting the system's CAs (or --tls-ca).")
+@click.option(
+    "--tls-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM CA to trust."
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM client certificate, for servers that require mutual TLS (with --tls-key).",
+)
+@click.option(
+    "--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM client key."
+)
 @click.version_option(package_name="classify-client")
 @click.pass_context
-def main(context: click.Context, headers: tuple[str, ...]) -> None:
+def main(
+    context: click.Context,
+    *,
+    headers: tuple[str, ...],
+    token: str | None,
+    tls: bool,
+    tls_ca: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+) -> None:
     """Client of the Classify gRPC model service."""
-    context.obj = parse_headers(headers)
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    context.obj = Connection(
+        headers=parse_headers(headers),
+        token=token,
+        tls=tls or any(path is not None for path in (tls_ca, tls_cert, tls_key)),
+        tls_files=(tls_ca, tls_cert, tls_key),
+    )
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How every command reaches the server: metadata headers, an optional token, optional TLS files."""
+
+    headers: dict[str, str]
+    token: str | None = None
+    tls: bool = False
+    tls_files: tuple[Path | None, Path | None, Path | None] = (None, None, None)
+
+    def credentials(self) -> Any:
+        if not self.tls:
+            return None
+        from .settings import tls_credentials
+
+        return tls_credentials(*self.tls_files)
+
+    def call_headers(self) -> dict[str, str]:
+        from .settings import with_token
+
+        return with_token(self.headers, self.token)
+
+    def client(self, target: str, timeout: float | None) -> Any:
+        from .client import Client
+
+        return Client(target, timeout=timeout, headers=self.call_headers(), credentials=self.credentials())
 
 
 @main.command()
@@ -97,7 +158,7 @@ def main(context: click.Context, headers: tuple[str, ...]) -> None:
 )
 @click.pass_obj
 def score(
-    headers: dict[str, str],
+    connection: Connection,
     *,
     target: str,
     model: str,
@@ -133,7 +194,8 @@ def score(
         batch_size=batch_size,
         in_flight=in_flight,
         timeout=timeout,
-        headers=headers,
+        headers=connection.call_headers(),
+        credentials=connection.credentials(),
         protocol=protocol,
     )
     try:
@@ -149,15 +211,14 @@ def score(
 @target_option
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True)
 @click.pass_obj
-def models(headers: dict[str, str], target: str, timeout: float) -> None:
+def models(connection: Connection, target: str, timeout: float) -> None:
     """List the models the server answers with."""
     from rich.console import Console
     from rich.table import Table
 
-    from .client import Client
     from .errors import ClassifyError, describe_for_target
 
-    with Client(target, timeout=timeout, headers=headers) as client:
+    with connection.client(target, timeout) as client:
         try:
             infos = client.models()
             details = {info.name: _metadata_or_none(client, info.name) for info in infos}
@@ -208,14 +269,13 @@ def _metadata_or_none(client: Any, name: str) -> Any:
 )
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True)
 @click.pass_obj
-def health(headers: dict[str, str], target: str, model: str | None, wait: float, timeout: float) -> None:
+def health(connection: Connection, target: str, model: str | None, wait: float, timeout: float) -> None:
     """Print the health status (SERVING, NOT_SERVING, SERVICE_UNKNOWN); exit 0 only when SERVING."""
-    from .client import Client
     from .errors import ClassifyError, UnavailableError, describe_for_target
     from .health import SERVING
 
     deadline = time.monotonic() + wait
-    with Client(target, timeout=timeout, headers=headers) as client:
+    with connection.client(target, timeout) as client:
         while True:
             try:
                 status = client.health(model or "")
@@ -237,9 +297,9 @@ def health(headers: dict[str, str], target: str, model: str | None, wait: float,
 @click.argument("model")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True)
 @click.pass_obj
-def load_command(headers: dict[str, str], target: str, model: str, timeout: float) -> None:
+def load_command(connection: Connection, target: str, model: str, timeout: float) -> None:
     """Load MODEL from the server's repository now (or serve it again after `unload`)."""
-    _change_model(headers, target, timeout, lambda client: client.load_model(model))
+    _change_model(connection, target, timeout, lambda client: client.load_model(model))
 
 
 @main.command("unload")
@@ -247,16 +307,15 @@ def load_command(headers: dict[str, str], target: str, model: str, timeout: floa
 @click.argument("model")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True)
 @click.pass_obj
-def unload_command(headers: dict[str, str], target: str, model: str, timeout: float) -> None:
+def unload_command(connection: Connection, target: str, model: str, timeout: float) -> None:
     """Stop serving MODEL (queued requests finish first) until `load`."""
-    _change_model(headers, target, timeout, lambda client: client.unload_model(model))
+    _change_model(connection, target, timeout, lambda client: client.unload_model(model))
 
 
-def _change_model(headers: dict[str, str], target: str, timeout: float, change: Any) -> None:
-    from .client import Client
+def _change_model(connection: Connection, target: str, timeout: float, change: Any) -> None:
     from .errors import ClassifyError, describe_for_target
 
-    with Client(target, timeout=timeout, headers=headers) as client:
+    with connection.client(target, timeout) as client:
         try:
             info = change(client)
         except ClassifyError as exc:
@@ -325,7 +384,7 @@ def parse_concurrency(text: str) -> list[int]:
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
 @click.pass_obj
 def bench(
-    headers: dict[str, str],
+    connection: Connection,
     *,
     target: str,
     model: str,
@@ -346,12 +405,11 @@ def bench(
     from . import bench as load
     from .bench_report import as_json as results_json
     from .bench_report import print_table
-    from .client import Client
     from .errors import ClassifyError, describe_for_target
 
     levels = parse_concurrency(concurrency)
     try:
-        with Client(target, timeout=10, headers=headers) as client:
+        with connection.client(target, 10) as client:
             metadata = client.metadata(model, model_version)
     except ClassifyError as exc:
         raise FatalError(describe_for_target(exc, target)) from None
@@ -377,7 +435,8 @@ def bench(
             batch_size=batch_size,
             specs=specs,
             version=model_version,
-            headers=headers,
+            headers=connection.call_headers(),
+            credentials=connection.credentials(),
         )
     )
     if as_json:

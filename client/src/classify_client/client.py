@@ -35,6 +35,7 @@ from .settings import (
     ChannelOptions,
     Timeout,
     channel_options,
+    with_token,
 )
 from .streaming import reply_from_proto, stream_request_proto
 from .types import ClassifyResult, ModelInfo, ModelMetadata, StreamReply, StreamRequest
@@ -92,6 +93,7 @@ class Client:
         in_flight: int = DEFAULT_IN_FLIGHT,
         load_balancing: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
         options: ChannelOptions = (),
     ) -> None:
         if chunk_rows < 1 or in_flight < 1:
@@ -99,7 +101,7 @@ class Client:
         self.target = target
         self.chunk_rows = chunk_rows
         self.in_flight = in_flight
-        self._defaults = CallDefaults(timeout=timeout, headers=dict(headers or {}))
+        self._defaults = CallDefaults(timeout=timeout, headers=with_token(headers, token))
         args = channel_options(
             max_message_bytes=max_message_bytes, load_balancing=load_balancing, options=options
         )

@@ -46,6 +46,8 @@ class ScoreOptions:
     in_flight: int = 4
     timeout: float | None = 30.0
     headers: Mapping[str, str] = field(default_factory=dict)
+    # TLS credentials (classify_client.settings.tls_credentials); None connects in plaintext.
+    credentials: Any = None
     # "native" (classify.v1) or "v2" (KServe V2 ModelInfer; labels still come from native metadata).
     protocol: str = "native"
 
@@ -62,7 +64,9 @@ def run_score(options: ScoreOptions, reporter: StderrReporter | None = None) -> 
     except (ValueError, MissingDependencyError) as exc:  # FormatError is a ValueError
         raise JobError(str(exc)) from None
     check_label_count(source, external, options.labels)
-    with Client(options.target, timeout=options.timeout, headers=options.headers) as client:
+    with Client(
+        options.target, timeout=options.timeout, headers=options.headers, credentials=options.credentials
+    ) as client:
         metadata = fetch_metadata(client, options)
         check_input_kind(source, metadata, options)
         label_map = LabelMap(metadata.labels)
@@ -103,6 +107,7 @@ def make_backend(client: Client, metadata: ModelMetadata, options: ScoreOptions)
             top_k=options.top_k,
             timeout=options.timeout,
             headers=options.headers,
+            credentials=options.credentials,
         )
     except ClassifyError as exc:
         raise JobError(describe_for_target(exc, options.target)) from None

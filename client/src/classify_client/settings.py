@@ -5,7 +5,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import grpc
 
 DEFAULT_TARGET = "127.0.0.1:8500"
 DEFAULT_TIMEOUT = 30.0
@@ -68,3 +71,27 @@ def channel_options(
         merged["grpc.lb_policy_name"] = load_balancing
     merged.update(dict(options))
     return list(merged.items())
+
+
+def with_token(headers: Mapping[str, str] | None, token: str | None) -> dict[str, str]:
+    """Default call headers, plus ``authorization: Bearer <token>`` when a token is given."""
+    merged = {key.lower(): value for key, value in (headers or {}).items()}
+    if token:
+        merged["authorization"] = f"Bearer {token}"
+    return merged
+
+
+def tls_credentials(
+    ca_file: str | Path | None = None, cert_file: str | Path | None = None, key_file: str | Path | None = None
+) -> grpc.ChannelCredentials:
+    """TLS credentials from PEM files: the CA to trust (default: the system's), and for mutual TLS the
+    client's certificate and key."""
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("a client certificate and its key go together (cert_file and key_file)")
+
+    def read(path: str | Path | None) -> bytes | None:
+        return None if path is None else Path(path).read_bytes()
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(ca_file), private_key=read(key_file), certificate_chain=read(cert_file)
+    )

@@ -99,8 +99,13 @@ class V2Backend:
         top_k: int,
         timeout: float | None,
         headers: Mapping[str, str] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        self._channel = grpc.insecure_channel(target, options=channel_options())
+        self._channel = (
+            grpc.secure_channel(target, credentials, options=channel_options())
+            if credentials is not None
+            else grpc.insecure_channel(target, options=channel_options())
+        )
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
         self._model = model
         self._version = version

@@ -18,6 +18,7 @@ from .data_plane import DataPlane
 from .metrics import ServerMetrics
 from .registry import READY, ModelRegistry, ModelState
 from .runner import configure_tensorflow
+from .security import TokenAuthInterceptor, load_tokens, server_credentials
 from .servicer import SERVICE_NAME, ClassifierServicer
 from .settings import ServerSettings
 from .validation import InputLimits
@@ -53,14 +54,16 @@ class ClassifyServer:
             self.registry, InputLimits(settings.max_request_rows, settings.max_text_chars), self.metrics
         )
         limit = settings.max_message_bytes
+        self._tokens = load_tokens(settings.auth_tokens, settings.auth_tokens_file)
         self.server = grpc.aio.server(
+            interceptors=[TokenAuthInterceptor(self._tokens)] if self._tokens else [],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
                 # gRPC shares a busy port with SO_REUSEPORT by default: a second server would silently
                 # split traffic with the first instead of failing to start.
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         classify_pb2_grpc.add_ClassifierServicer_to_server(
             ClassifierServicer(self.data_plane, settings.stream_window), self.server
@@ -111,14 +114,21 @@ class ClassifyServer:
         for service in (OVERALL, *self.services):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         address = f"{self.settings.host}:{self.settings.port}"
-        self.port = self.server.add_insecure_port(address)
+        if self.settings.tls_cert_file is not None and self.settings.tls_key_file is not None:
+            credentials = server_credentials(
+                self.settings.tls_cert_file, self.settings.tls_key_file, self.settings.tls_client_ca_file
+            )
+            self.port = self.server.add_secure_port(address, credentials)
+        else:
+            self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {address}")
         await self.server.start()
         log.info(
-            "listening on %s:%d; loading models from %s",
+            "listening on %s:%d (%s); loading models from %s",
             self.settings.host,
             self.port,
+            self._security_summary(),
             self.settings.model_repository,
         )
         if self.metrics is not None:
@@ -140,6 +150,14 @@ class ClassifyServer:
             log.error(
                 "no model could be loaded from %s; NOT_SERVING until one can", self.settings.model_repository
             )
+
+    def _security_summary(self) -> str:
+        settings = self.settings
+        transport = "plaintext"
+        if settings.tls_cert_file is not None:
+            transport = "mutual TLS" if settings.tls_client_ca_file is not None else "TLS"
+        auth = "bearer tokens required" if self._tokens else "no authentication"
+        return f"{transport}, {auth}"
 
     async def stop(self) -> None:
         """Readiness goes NOT_SERVING, new calls are refused, accepted ones finish within the grace period."""

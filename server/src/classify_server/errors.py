@@ -43,6 +43,10 @@ class UnavailableError(ClassifyServerError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class UnauthenticatedError(ClassifyServerError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
 def code_of(exc: BaseException) -> grpc.StatusCode:
     """The status code an exception becomes, without logging it (for metrics)."""
     if isinstance(exc, ClassifyServerError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .version_policy import VersionPolicy
@@ -51,6 +51,21 @@ class ServerSettings(BaseSettings):
         le=65535,
         description="HTTP port of the Prometheus /metrics endpoint on --host; 0 picks a free one (logged), "
         "-1 turns metrics off",
+    )
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate (chain) of the server; with --tls-key-file turns TLS on"
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of --tls-cert-file")
+    tls_client_ca_file: Path | None = Field(
+        None, description="PEM CA bundle; when set, callers must present a certificate it signed (mutual TLS)"
+    )
+    auth_tokens: list[str] = Field(
+        default_factory=list,
+        description="Bearer tokens accepted in 'authorization: Bearer <token>' (env: a JSON list); "
+        "health checks stay open. Prefer --auth-tokens-file: flags show in process lists",
+    )
+    auth_tokens_file: Path | None = Field(
+        None, description="File of accepted bearer tokens, one per line (# comments allowed)"
     )
     max_batch_size: int = Field(
         128, ge=1, description="Most rows one model execution takes; queued requests are merged up to it"
@@ -105,6 +120,14 @@ class ServerSettings(BaseSettings):
 
     def versions_for(self, model: str) -> VersionPolicy:
         return VersionPolicy.parse(self.model_version_policies.get(model, self.version_policy))
+
+    @model_validator(mode="after")
+    def _tls_files_come_in_pairs(self) -> ServerSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("--tls-cert-file and --tls-key-file go together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("--tls-client-ca-file (mutual TLS) needs --tls-cert-file and --tls-key-file")
+        return self
 
     @field_validator("model_repository")
     @classmethod
