@@ -9,7 +9,7 @@ MODEL_REPOSITORY ?= models
 DEMO_DIR ?= .demo
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint proto check-proto clean
+.PHONY: install demo test lint proto check-proto bench clean
 
 install: $(STAMP)
 
@@ -41,6 +41,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python proto/generate.py --check
 	CLASSIFY_DATA_DIR='$(DATA_DIR)' $(BIN)/pytest $(PYTEST_ARGS)
+
+# Served figures against the in-process limit, printed as ratios (docs: README, Performance).
+bench: $(STAMP)
+	$(BIN)/classify-train all --quick --if-empty --data-dir '$(DATA_DIR)' --export '$(MODEL_REPOSITORY)'
+	$(BIN)/python server/benchmarks/serving_limits.py --model-repository '$(MODEL_REPOSITORY)' $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo

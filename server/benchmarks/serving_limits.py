@@ -1,0 +1,243 @@
+"""Served performance against the in-process limit, in one run on one machine (`make bench`).
+
+1. In-process limit: each model's SavedModel signature called directly, at batch 1, 32 and 128, in this
+   process (the same call the server's runner makes, with the server's thread settings).
+2. Served: a real `classify-server` on loopback, loaded by `classify bench` (a separate process), for the
+   request shapes of the performance issue's floors.
+3. Start-up time to SERVING with all four models, and the server's resident memory.
+
+It prints a table of the figures, the ratios and the floor each ratio must meet. It measures; it does not
+assert: the machines are shared and noisy, so read the ratios (taken within one run) rather than the
+absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+BIN = Path(sys.executable).parent
+MODELS = ("mnist-softmax", "mnist-mlp", "mnist-cnn", "imdb-lstm")
+SAMPLE_TEXT = (
+    "This film was a pleasant surprise: the acting is strong, the story moves quickly and the ending "
+    "made the whole theatre laugh and cry. I would gladly watch it again with friends."
+)
+
+
+@dataclass
+class Floor:
+    name: str
+    served: float
+    limit: float
+    required: float  # served / limit must reach this (or, for latency, stay below limit + required)
+    unit: str
+
+    def passed(self) -> bool:
+        return self.served >= self.required * self.limit
+
+    def row(self) -> str:
+        ratio = self.served / self.limit if self.limit else float("nan")
+        verdict = "ok" if self.passed() else "BELOW"
+        return (
+            f"{self.name:<58} {self.served:>10,.0f} {self.limit:>10,.0f} {self.unit:<9} "
+            f"{ratio:>6.2f} >= {self.required:<4} {verdict}"
+        )
+
+
+def configure_threads(intra: int, inter: int) -> None:
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(intra)
+    tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+
+def in_process_rates(repository: Path, seconds: float) -> dict[str, dict[int, tuple[float, float]]]:
+    """rows/s and median seconds per call of each model's signature at batch 1, 32 and 128."""
+    import tensorflow as tf
+
+    rates: dict[str, dict[int, tuple[float, float]]] = {}
+    for name in MODELS:
+        version_dir = max(
+            (p for p in (repository / name).iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
+        )
+        meta = json.loads((version_dir / "model.json").read_text())
+        function = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+        input_name, output_name = meta["input"]["name"], meta["output"]["name"]
+        rates[name] = {}
+        for batch in (1, 32, 128):
+            if meta["input"]["kind"] == "image":
+                rows = np.random.default_rng(0).integers(0, 256, (batch, 28, 28), dtype=np.uint8)
+            else:
+                rows = np.array([SAMPLE_TEXT] * batch, dtype=object)
+            for _ in range(5):  # warm the shape
+                function(**{input_name: tf.constant(rows)})[output_name].numpy()
+            durations = []
+            deadline = time.perf_counter() + seconds
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                function(**{input_name: tf.constant(rows)})[output_name].numpy()
+                durations.append(time.perf_counter() - started)
+            total = sum(durations)
+            rates[name][batch] = (batch * len(durations) / total, float(np.median(durations)))
+    return rates
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(repository: Path, extra: list[str]) -> tuple[subprocess.Popen, str, float]:
+    """Start classify-server and wait for SERVING; returns the process, target and seconds to SERVING."""
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [
+            str(BIN / "classify-server"),
+            "--model-repository",
+            str(repository),
+            "--port",
+            str(port),
+            "--metrics-port",
+            "-1",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    while True:
+        ready = subprocess.run(
+            [str(BIN / "classify"), "health", "--target", target], capture_output=True, text=True, check=False
+        )
+        if ready.returncode == 0:
+            return process, target, time.perf_counter() - started
+        if process.poll() is not None or time.perf_counter() - started > 300:
+            raise SystemExit(f"classify-server did not reach SERVING (exit {process.poll()})")
+        time.sleep(0.05)
+
+
+def resident_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench(target: str, model: str, batch: int, concurrency: int, seconds: float) -> dict:
+    result = subprocess.run(
+        [
+            str(BIN / "classify"),
+            "bench",
+            "--target",
+            target,
+            "--model",
+            model,
+            "--batch-size",
+            str(batch),
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            str(seconds),
+            "--warmup",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode not in (0, 1):
+        raise SystemExit(f"classify bench failed: {result.stderr}")
+    return json.loads(result.stdout)["steps"][0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model-repository", type=Path, required=True, help="a repository with all four models"
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="measurement time per step")
+    parser.add_argument(
+        "--server-arg", action="append", default=[], help="extra classify-server flag (repeat)"
+    )
+    args = parser.parse_args()
+    configure_threads(int(os.environ.get("CLASSIFY_INTRA_OP_THREADS", "0")), 1)
+    print(f"in-process limits ({args.seconds:g} s per figure) ...", flush=True)
+    limits = in_process_rates(args.model_repository, args.seconds)
+    for name, by_batch in limits.items():
+        figures = ", ".join(
+            f"batch {b}: {rate:,.0f} rows/s ({1e3 * median:.2f} ms)" for b, (rate, median) in by_batch.items()
+        )
+        print(f"  {name:<14} {figures}")
+    process, target, startup = start_server(args.model_repository, args.server_arg)
+    try:
+        memory = resident_mb(process.pid)
+        floors: list[Floor] = []
+        for name in MODELS[:3]:
+            step = bench(target, name, 128, 4, args.seconds)
+            floors.append(
+                Floor(
+                    f"{name}: 128-image requests, 4 concurrent",
+                    step["rows_per_second"],
+                    limits[name][128][0],
+                    0.9,
+                    "images/s",
+                )
+            )
+        step = bench(target, "mnist-cnn", 1, 64, args.seconds)
+        floors.append(
+            Floor(
+                "mnist-cnn: batch-1, 64 concurrent vs in-process batch 32",
+                step["requests_per_second"],
+                limits["mnist-cnn"][32][0],
+                0.5,
+                "req/s",
+            )
+        )
+        step = bench(target, "imdb-lstm", 1, 64, args.seconds)
+        floors.append(
+            Floor(
+                "imdb-lstm: raw text batch-1, 64 concurrent vs batch 32",
+                step["requests_per_second"],
+                limits["imdb-lstm"][32][0],
+                0.5,
+                "req/s",
+            )
+        )
+        single = bench(target, "mnist-cnn", 1, 1, args.seconds)
+        in_process_ms = 1e3 * limits["mnist-cnn"][1][1]
+        memory = max(memory, resident_mb(process.pid))
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    print(f"\n{'floor':<58} {'served':>10} {'limit':>10} {'unit':<9} {'ratio':>6}")
+    for floor in floors:
+        print(floor.row())
+    latency_ok = single["p50_ms"] <= in_process_ms + 0.5
+    checks = [
+        (
+            "mnist-cnn: 1 concurrent batch-1 p50 vs in-process call + 0.5 ms",
+            f"{single['p50_ms']:.2f} ms vs {in_process_ms:.2f} ms",
+            latency_ok,
+        ),
+        ("start-up to SERVING with all four models (<= 10 s)", f"{startup:.1f} s", startup <= 10),
+        ("resident memory with all four models (<= 1500 MB)", f"{memory:,.0f} MB", memory <= 1500),
+    ]
+    for name, figure, passed in checks:
+        print(f"{name:<66} {figure:>22} {'ok' if passed else 'BELOW'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
