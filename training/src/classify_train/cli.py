@@ -30,7 +30,7 @@ class _ModelGroup(click.Group):
         if args and not args[0].startswith("-") and args[0] not in self.commands:
             raise click.UsageError(
                 f"unknown command or model {args[0]!r}; models: {', '.join(MODEL_NAMES)}; "
-                f"other commands: all, split",
+                f"other commands: all, evaluate, split",
                 ctx,
             )
         return super().resolve_command(ctx, args)
@@ -79,6 +79,13 @@ def _training_options(function: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option("--quick", is_flag=True, help="One epoch on a small subset: for tests and demos."),
             _seed_option,
+            click.option(
+                "--resume/--no-resume",
+                default=True,
+                show_default=True,
+                help="Continue an interrupted run of the same settings from its last finished epoch "
+                "(checkpoints in REPO/.checkpoints/); --no-resume starts over.",
+            ),
         ]
     ):
         function = option(function)
@@ -92,7 +99,14 @@ def main() -> None:
 
 
 def _train(
-    names: list[str], data_dir: Path | None, repo: Path, *, quick: bool, epochs: int | None, seed: int
+    names: list[str],
+    data_dir: Path | None,
+    repo: Path,
+    *,
+    quick: bool,
+    epochs: int | None,
+    seed: int,
+    resume: bool,
 ) -> None:
     directory = resolve_data_dir(data_dir)
     # Hide TensorFlow's start-up INFO chatter unless the user asked for it.
@@ -100,18 +114,23 @@ def _train(
     from classify_train.pipeline import train_and_export
 
     for name in names:
-        result = train_and_export(name, directory, repo, quick=quick, epochs=epochs, seed=seed)
+        result = train_and_export(
+            name, directory, repo, quick=quick, epochs=epochs, seed=seed, resume=resume, echo=click.echo
+        )
         click.echo(
             f"{result.name}: exported {result.version_dir} "
-            f"(validation accuracy {result.validation_accuracy:.4f}, trained in {result.seconds:.1f} s)"
+            f"(validation accuracy {result.validation_accuracy:.4f}, trained in {result.seconds:.1f} s; "
+            f"report {result.version_dir / 'report' / 'README.md'})"
         )
 
 
 def _model_command(name: str) -> click.Command:
     @_training_options
     @_user_errors_as_click
-    def command(*, data_dir: Path | None, repo: Path, epochs: int | None, quick: bool, seed: int) -> None:
-        _train([name], data_dir, repo, quick=quick, epochs=epochs, seed=seed)
+    def command(
+        *, data_dir: Path | None, repo: Path, epochs: int | None, quick: bool, seed: int, resume: bool
+    ) -> None:
+        _train([name], data_dir, repo, quick=quick, epochs=epochs, seed=seed, resume=resume)
 
     return click.command(name, help=f"Train {name} and export it as the next version in REPO/{name}/.")(
         command
@@ -127,7 +146,14 @@ for _name in MODEL_NAMES:
 @click.option("--if-empty", is_flag=True, help="Skip every model that already has a version in REPO.")
 @_user_errors_as_click
 def train_all(
-    *, data_dir: Path | None, repo: Path, epochs: int | None, quick: bool, seed: int, if_empty: bool
+    *,
+    data_dir: Path | None,
+    repo: Path,
+    epochs: int | None,
+    quick: bool,
+    seed: int,
+    resume: bool,
+    if_empty: bool,
 ) -> None:
     """Train and export all four models."""
     names = list(MODEL_NAMES)
@@ -138,7 +164,7 @@ def train_all(
             )
             names.remove(name)
     if names:
-        _train(names, data_dir, repo, quick=quick, epochs=epochs, seed=seed)
+        _train(names, data_dir, repo, quick=quick, epochs=epochs, seed=seed, resume=resume)
 
 
 @main.command("split")
@@ -168,3 +194,41 @@ def split_command(
         f"{written.rows} validation rows written in {time.perf_counter() - clock:.1f} s "
         f"(split indices sha256 {written.indices_sha256})"
     )
+
+
+@main.command("evaluate")
+@click.option(
+    "--model-repository",
+    "repo",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Model repository holding NAME/<version>/.",
+)
+@click.option("--name", required=True, type=click.Choice(MODEL_NAMES), help="Model to evaluate.")
+@click.option("--version", type=click.IntRange(min=1), help="Version to evaluate (default: the newest).")
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Labelled rows: IDX t10k-images-idx3-ubyte[.gz] (labels found beside it) or a folder with the "
+    "pair, mnist.npz, imdb_test.jsonl[.gz] or any {text, label} JSON lines, aclImdb/ or aclImdb/test/.",
+)
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write a confusion matrix, the worst mistakes (PNG) and a README.md summary here.",
+)
+@_user_errors_as_click
+def evaluate_command(
+    *, repo: Path, name: str, version: int | None, data_path: Path, report_dir: Path | None
+) -> None:
+    """Score an exported version (its SavedModel signature, as served) on labelled data."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    from classify_train.evaluate import evaluate, format_evaluation, write_evaluation_report
+
+    result = evaluate(repo, name, data_path, version=version)
+    click.echo(format_evaluation(result))
+    if report_dir is not None:
+        click.echo(f"report: {write_evaluation_report(result, report_dir)}")

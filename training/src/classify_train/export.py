@@ -32,10 +32,13 @@ def export_model(
     name: str,
     document_for: Callable[[int], dict[str, Any]],
     sample: np.ndarray | list[str],
+    *,
+    add_files: Callable[[Path], None] | None = None,
 ) -> Path:
     """Export, verify against ``sample`` inputs, and publish as the next version; returns its directory.
 
-    ``document_for(version)`` builds model.json once the version number is known.
+    ``document_for(version)`` builds model.json once the version number is known; ``add_files(staging)``
+    writes extra files (report, logs) into the version before it is published.
     """
     model_dir = repo / name
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -45,6 +48,8 @@ def export_model(
     try:
         write_saved_model(trained, staging)
         verify_saved_model(trained, staging, sample)
+        if add_files is not None:
+            add_files(staging)
         return publish(staging, model_dir, document_for)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already when published

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from classify_train.data.dataset import Dataset
+from classify_train.data.dataset import DataError, Dataset
 from classify_train.data.split import ValidationSplit, carve_validation, rows
 from classify_train.datasets import load_dataset
 from classify_train.metadata import build_model_json
-from classify_train.recipes import get_recipe
+from classify_train.recipes import Recipe, get_recipe
+
+# Interrupted runs keep their checkpoints here, one folder per (model, settings, data) so a resumed run
+# can never continue a different one; a dot-folder, so servers scanning the repository skip it.
+CHECKPOINTS_DIR = ".checkpoints"
 
 # Rows of the validation split the exported graph is checked against (cheap; covers every code path).
 _VERIFY_ROWS = 64
@@ -24,18 +33,43 @@ class TrainResult:
 
 
 def train_and_export(
-    name: str, data_dir: Path, repo: Path, *, quick: bool, epochs: int | None, seed: int
+    name: str,
+    data_dir: Path,
+    repo: Path,
+    *,
+    quick: bool,
+    epochs: int | None,
+    seed: int,
+    resume: bool = True,
+    report: bool = True,
+    echo: Callable[[str], None] = print,
 ) -> TrainResult:
     recipe = get_recipe(name)
     dataset = load_dataset(recipe.dataset, data_dir)
     split = carve_validation(dataset.labels, seed=seed)
+    data_section = describe_data(dataset, split)
+    run_dir = (
+        repo / CHECKPOINTS_DIR / run_key(recipe, quick=quick, epochs=epochs, seed=seed, data=data_section)
+    )
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
 
     # TensorFlow loads here, not at import: the CLI's other commands and --help stay fast.
     from classify_train.export import export_model
-    from classify_train.training import train
+    from classify_train.training import HISTORY_FILE, TENSORBOARD_DIR, train
 
-    trained = train(recipe, dataset, split, quick=quick, epochs=epochs, seed=seed)
-    data_section = describe_data(dataset, split)
+    def unlabelled() -> list[str]:
+        try:
+            extra = load_dataset(recipe.dataset, data_dir, "unsup")
+        except DataError:  # optional: train without it (prepare_text_model says so)
+            return []
+        data_section["source_files"].update(extra.source_files)
+        return list(extra.inputs)
+
+    trained = train(
+        recipe, dataset, split, quick=quick, epochs=epochs, seed=seed, run_dir=run_dir,
+        unlabelled=unlabelled, echo=echo,
+    )  # fmt: skip
 
     def document_for(version: int) -> dict:
         return build_model_json(
@@ -49,9 +83,39 @@ def train_and_export(
             data=data_section,
         )
 
+    def add_files(staging: Path) -> None:
+        """TensorBoard logs, the epoch history and the report go into the version before it appears."""
+        if (run_dir / TENSORBOARD_DIR).is_dir():
+            shutil.copytree(run_dir / TENSORBOARD_DIR, staging / TENSORBOARD_DIR)
+        (staging / HISTORY_FILE).write_text(json.dumps(trained.history, indent=1) + "\n", encoding="utf-8")
+        if report:
+            from classify_train.report import write_training_report
+
+            write_training_report(staging, recipe, trained, dataset, split, document=document_for(0))
+
     sample, _ = rows(dataset, split.validation_indices[:_VERIFY_ROWS])
-    version_dir = export_model(trained, repo, name, document_for, sample)
+    version_dir = export_model(trained, repo, name, document_for, sample, add_files=add_files)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    _remove_if_empty(repo / CHECKPOINTS_DIR)
     return TrainResult(name, version_dir, trained.metrics["validation_accuracy"], trained.training["seconds"])
+
+
+def run_key(recipe: Recipe, *, quick: bool, epochs: int | None, seed: int, data: dict) -> str:
+    """Names the checkpoint folder: everything that must match for a resumed run to be the same run."""
+    settings = {
+        "schedule": asdict(recipe.schedule(quick)),
+        "epochs": epochs,
+        "seed": seed,
+        "quick": quick,
+        "data": data,
+    }
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{recipe.name}{'-quick' if quick else ''}-{digest[:12]}"
+
+
+def _remove_if_empty(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        directory.rmdir()
 
 
 def describe_data(dataset: Dataset, split: ValidationSplit) -> dict:

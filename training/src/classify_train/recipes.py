@@ -1,6 +1,7 @@
 """What each model is and how it is trained, as plain data: no TensorFlow, so the CLI can list models
-and validate names instantly. ``full`` is the course's recipe; ``quick`` is one fast epoch for tests and
-the demo, measured on this machine kind (2 cores) to stay well above chance."""
+and validate names instantly. ``full`` aims past the published results (README, "Results"); ``quick``
+is one fast epoch for tests and the demo, measured on this machine kind (2 cores) to stay well above
+chance."""
 
 from __future__ import annotations
 
@@ -37,7 +38,33 @@ class Schedule:
     learning_rate: float
     train_examples: int | None = None
     # Model size knobs passed to the builder (the LSTM's vocabulary, sequence length, widths).
-    model_options: dict[str, int] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    # "constant", or "cosine": linear warm-up over the first epoch, then cosine decay to zero.
+    learning_rate_schedule: str = "constant"
+    # Extra optimizer settings, e.g. {"weight_decay": 1e-4} with "adamw".
+    optimizer_options: dict[str, float] = field(default_factory=dict)
+    # Random affine distortions of the training images (never of validation or served ones):
+    # {"rotation": degrees, "shift": pixels, "zoom": fraction}. Empty: none.
+    augmentation: dict[str, float] = field(default_factory=dict)
+    # Text models: learn the vocabulary from the unlabelled reviews too (never from validation rows).
+    vocabulary_from_unlabelled: bool = False
+    # Text models: pre-train the word embeddings on training + unlabelled reviews (skip-gram, epochs).
+    pretrain_embedding_epochs: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        """The settings model.json records, beside the measured ones."""
+        described: dict[str, Any] = {"learning_rate_schedule": self.learning_rate_schedule}
+        if self.optimizer_options:
+            described["optimizer_options"] = dict(self.optimizer_options)
+        if self.augmentation:
+            described["augmentation"] = dict(self.augmentation)
+        if self.model_options:
+            described["model_options"] = dict(self.model_options)
+        if self.vocabulary_from_unlabelled:
+            described["vocabulary_from_unlabelled"] = True
+        if self.pretrain_embedding_epochs:
+            described["pretrain_embedding_epochs"] = self.pretrain_embedding_epochs
+        return described
 
 
 @dataclass(frozen=True)
@@ -66,11 +93,24 @@ class Recipe:
 
 
 _IMAGE_PREPROCESSING = "casts the uint8 pixels to float32, divides them by 255"
-_LSTM_FULL = {"vocabulary_size": 20000, "sequence_length": 200, "embedding_dim": 128, "lstm_units": 64}
+# Full: a bidirectional LSTM over the first 400 words (covers ~85% of reviews whole), max and mean pooled
+# over time; vocabulary from the training and the 50,000 unlabelled reviews, embeddings started from
+# skip-gram vectors pre-trained on the same texts.
+_LSTM_FULL: dict[str, Any] = {
+    "vocabulary_size": 30000,
+    "sequence_length": 400,
+    "embedding_dim": 128,
+    "lstm_units": 64,
+    "bidirectional": True,
+    "pooling": "max-mean",
+    "dropout": 0.25,
+}
 # Quick: shorter sequences and smaller widths buy ~600 Adam steps in ~15-30 s, which is what an LSTM
 # needs to leave the 50% plateau in one epoch (measured: 79-81% over four seeds; 6,000 long reviews
 # instead gave 64-78%).
 _LSTM_QUICK = {"vocabulary_size": 10000, "sequence_length": 80, "embedding_dim": 64, "lstm_units": 32}
+# Small random rotations, shifts and zooms of the training digits: the classic MNIST augmentation.
+_DISTORTIONS = {"rotation": 10.0, "shift": 2.0, "zoom": 0.1}
 
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
@@ -80,7 +120,17 @@ RECIPES: dict[str, Recipe] = {
             dataset="mnist",
             builder="mnist:build_softmax",
             preprocessing=f"{_IMAGE_PREPROCESSING} and flattens each image to 784 values",
-            full=Schedule(epochs=5, batch_size=100, optimizer="sgd", learning_rate=0.5),
+            # The course used plain SGD(0.5) for one pass; Adam with a cosine decay converges the same
+            # single linear layer much closer to its optimum. Zero start and a tiny L2 penalty keep the
+            # weights of rarely inked pixels near zero (measured: L2 1e-4 cost 0.4 points of accuracy).
+            full=Schedule(
+                epochs=40,
+                batch_size=128,
+                optimizer="adam",
+                learning_rate=0.002,
+                learning_rate_schedule="cosine",
+                model_options={"zero_init": True, "l2": 1e-5},
+            ),
             quick=Schedule(
                 epochs=1, batch_size=100, optimizer="sgd", learning_rate=0.5, train_examples=20000
             ),
@@ -90,7 +140,15 @@ RECIPES: dict[str, Recipe] = {
             dataset="mnist",
             builder="mnist:build_mlp",
             preprocessing=f"{_IMAGE_PREPROCESSING} and flattens each image to 784 values",
-            full=Schedule(epochs=20, batch_size=128, optimizer="rmsprop", learning_rate=0.001),
+            full=Schedule(
+                epochs=15,
+                batch_size=128,
+                optimizer="adam",
+                learning_rate=0.001,
+                learning_rate_schedule="cosine",
+                augmentation=_DISTORTIONS,
+                model_options={"hidden_units": 1024, "hidden_layers": 2, "dropout": 0.3},
+            ),
             quick=Schedule(
                 epochs=1, batch_size=64, optimizer="rmsprop", learning_rate=0.001, train_examples=12000
             ),
@@ -100,8 +158,16 @@ RECIPES: dict[str, Recipe] = {
             dataset="mnist",
             builder="mnist:build_cnn",
             preprocessing=f"{_IMAGE_PREPROCESSING} and adds a channel axis (28x28x1)",
-            # The Keras example used Adadelta(1.0); Adam reaches the same accuracy without its tuning.
-            full=Schedule(epochs=12, batch_size=128, optimizer="adam", learning_rate=0.001),
+            full=Schedule(
+                epochs=12,
+                batch_size=128,
+                optimizer="adam",
+                learning_rate=0.002,
+                learning_rate_schedule="cosine",
+                augmentation=_DISTORTIONS,
+                model_options={"style": "bn"},
+            ),
+            # The course's network (the Keras example used Adadelta(1.0); Adam needs no tuning).
             quick=Schedule(
                 epochs=1, batch_size=32, optimizer="adam", learning_rate=0.001, train_examples=6000
             ),
@@ -116,7 +182,14 @@ RECIPES: dict[str, Recipe] = {
                 "fixed length)"
             ),
             full=Schedule(
-                epochs=3, batch_size=32, optimizer="adam", learning_rate=0.001, model_options=_LSTM_FULL
+                epochs=4,
+                batch_size=128,
+                optimizer="adam",
+                learning_rate=0.002,
+                learning_rate_schedule="cosine",
+                model_options=_LSTM_FULL,
+                vocabulary_from_unlabelled=True,
+                pretrain_embedding_epochs=3,
             ),
             quick=Schedule(
                 epochs=1,

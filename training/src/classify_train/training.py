@@ -1,11 +1,20 @@
-"""Runs one recipe: picks the training rows, builds and fits the model, measures it on the validation rows."""
+"""Runs one recipe: picks the training rows, builds and fits the model, measures it on the validation rows.
+
+A run with a ``run_dir`` is resumable: after every epoch the model, optimizer state and epoch number are
+saved there (Keras ``BackupAndRestore``), along with the per-epoch history and TensorBoard logs; running the
+same command again after an interruption continues from the last finished epoch.
+"""
 
 from __future__ import annotations
 
 import importlib
+import json
+import math
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -14,12 +23,15 @@ import tensorflow as tf
 
 from classify_train.data.dataset import Dataset
 from classify_train.data.split import ValidationSplit, rows, subset
-from classify_train.models.imdb import build_vectorizer
 from classify_train.models.summary import describe_architecture
+from classify_train.progress import ProgressReporter
 from classify_train.recipes import Recipe, Schedule
 
 _VECTORIZE_BATCH = 2048
 _EVALUATION_BATCH = 512
+HISTORY_FILE = "history.json"
+TENSORBOARD_DIR = "tensorboard"
+_BACKUP_DIR = "backup"
 
 
 @dataclass
@@ -33,11 +45,23 @@ class TrainedModel:
     training: dict[str, Any]
     architecture: str
     parameters: int
+    history: list[dict[str, float]] = field(default_factory=list)
 
 
 def train(
-    recipe: Recipe, dataset: Dataset, split: ValidationSplit, *, quick: bool, epochs: int | None, seed: int
+    recipe: Recipe,
+    dataset: Dataset,
+    split: ValidationSplit,
+    *,
+    quick: bool,
+    epochs: int | None,
+    seed: int,
+    run_dir: Path | None = None,
+    unlabelled: Callable[[], list[str]] | None = None,
+    echo: Callable[[str], None] = print,
 ) -> TrainedModel:
+    """Fit ``recipe`` on the training rows of ``split``; ``unlabelled`` supplies extra texts for the
+    vocabulary and embedding pre-training when the recipe asks for them (never labels, never validation)."""
     schedule = recipe.schedule(quick)
     epochs = epochs or schedule.epochs
     keras.utils.set_random_seed(seed)
@@ -49,50 +73,84 @@ def train(
     x_val, y_val = rows(dataset, split.validation_indices)
 
     started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    clock = time.perf_counter()
+    clock, cpu_clock = time.perf_counter(), time.process_time()
     vectorizer = None
-    if recipe.dataset == "imdb":
-        options = schedule.model_options
-        vectorizer = build_vectorizer(x_train, options["vocabulary_size"], options["sequence_length"])  # type: ignore[arg-type]
-        x_train, x_val = vectorize(vectorizer, x_train), vectorize(vectorizer, x_val)  # type: ignore[arg-type]
     model = build_model(recipe, schedule)
+    if recipe.dataset == "imdb":
+        from classify_train.text import prepare_text_model
+
+        vectorizer, x_train, x_val = prepare_text_model(
+            model,
+            schedule,
+            x_train,
+            x_val,
+            unlabelled,
+            seed=seed,
+            run_dir=run_dir,
+            echo=echo,  # type: ignore[arg-type]
+        )
+    steps_per_epoch = math.ceil(len(y_train) / schedule.batch_size)
     model.compile(
-        optimizer=make_optimizer(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        optimizer=make_optimizer(schedule, steps_per_epoch, epochs),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
     )
-    history = model.fit(
-        x_train,
-        y_train,
-        batch_size=schedule.batch_size,
+    inputs = training_inputs(x_train, y_train, schedule, seed)
+
+    history_log = HistoryLog(run_dir / HISTORY_FILE if run_dir else None)
+    callbacks: list[keras.callbacks.Callback] = []
+    if run_dir is not None:
+        callbacks.append(
+            keras.callbacks.BackupAndRestore(str(run_dir / _BACKUP_DIR), delete_checkpoint=False)
+        )
+        callbacks.append(ScalarLogs(run_dir / TENSORBOARD_DIR))
+    callbacks += [history_log, ProgressReporter(recipe.name, epochs, steps_per_epoch, echo=echo)]
+    model.fit(
+        inputs,
+        None if isinstance(inputs, tf.data.Dataset) else y_train,
+        batch_size=None if isinstance(inputs, tf.data.Dataset) else schedule.batch_size,
         epochs=epochs,
         validation_data=(x_val, y_val),
         # Evaluation needs no small batches; large ones cut the end-of-epoch pass several-fold on CPU.
         validation_batch_size=_EVALUATION_BATCH,
-        verbose=2,
+        callbacks=callbacks,
+        # A tf.data pipeline shuffles itself (seeded); arrays are shuffled by Keras each epoch.
+        shuffle=not isinstance(inputs, tf.data.Dataset),
+        verbose=0,
     )
-    seconds = time.perf_counter() - clock
+    history = history_log.epochs
+    seconds = time.perf_counter() - clock + history_log.earlier_seconds
+    final = history[-1] if history else {}
 
+    training = {
+        "epochs": epochs,
+        "batch_size": schedule.batch_size,
+        "optimizer": schedule.optimizer,
+        "learning_rate": schedule.learning_rate,
+        **schedule.describe(),
+        "seed": seed,
+        "train_examples": len(train_indices),
+        "validation_examples": len(split.validation_indices),
+        "seconds": round(seconds, 2),
+        # CPU seconds of this process (all threads): on a shared machine, wall time alone misleads.
+        "cpu_seconds": round(time.process_time() - cpu_clock, 1),
+        "started_at": started_at,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+    }
+    if history_log.resumed_at_epoch:
+        training["resumed_at_epoch"] = history_log.resumed_at_epoch
     return TrainedModel(
         model=model,
         vectorizer=vectorizer,
         metrics={
-            "validation_accuracy": round(float(history.history["val_accuracy"][-1]), 6),
-            "validation_loss": round(float(history.history["val_loss"][-1]), 6),
+            "validation_accuracy": round(float(final.get("val_accuracy", math.nan)), 6),
+            "validation_loss": round(float(final.get("val_loss", math.nan)), 6),
         },
-        training={
-            "epochs": epochs,
-            "batch_size": schedule.batch_size,
-            "optimizer": schedule.optimizer,
-            "learning_rate": schedule.learning_rate,
-            "seed": seed,
-            "train_examples": len(train_indices),
-            "validation_examples": len(split.validation_indices),
-            "seconds": round(seconds, 2),
-            "started_at": started_at,
-            "tensorflow_version": tf.__version__,
-            "keras_version": keras.__version__,
-        },
+        training=training,
         architecture=describe_architecture(model, vectorizer),
         parameters=int(model.count_params()),
+        history=history,
     )
 
 
@@ -102,10 +160,77 @@ def build_model(recipe: Recipe, schedule: Schedule) -> keras.Model:
     return getattr(module, function_name)(**schedule.model_options)
 
 
-def make_optimizer(schedule: Schedule) -> keras.optimizers.Optimizer:
-    return keras.optimizers.get(
-        {"class_name": schedule.optimizer, "config": {"learning_rate": schedule.learning_rate}}
+def make_optimizer(schedule: Schedule, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = schedule.learning_rate
+    if schedule.learning_rate_schedule == "cosine":
+        total = max(1, steps_per_epoch * epochs)
+        warmup = min(steps_per_epoch, total // 2)
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=schedule.learning_rate / 10,
+            decay_steps=max(1, total - warmup),
+            warmup_target=schedule.learning_rate,
+            warmup_steps=warmup,
+        )
+    elif schedule.learning_rate_schedule != "constant":
+        raise ValueError(f"unknown learning rate schedule {schedule.learning_rate_schedule!r}")
+    config = {"learning_rate": learning_rate, **schedule.optimizer_options}
+    return keras.optimizers.get({"class_name": schedule.optimizer, "config": config})
+
+
+def training_inputs(
+    x_train: np.ndarray, y_train: np.ndarray, schedule: Schedule, seed: int
+) -> np.ndarray | tf.data.Dataset:
+    """Plain arrays, or a shuffled tf.data pipeline that distorts each batch when the recipe augments."""
+    if not schedule.augmentation:
+        return x_train
+    augment = image_augmenter(schedule.augmentation, seed)
+    dataset = tf.data.Dataset.from_tensor_slices((x_train, y_train))
+    dataset = dataset.shuffle(len(y_train), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(schedule.batch_size).map(
+        lambda images, labels: (augment(images), labels), num_parallel_calls=1
     )
+    return dataset.prefetch(2)
+
+
+def image_augmenter(options: dict[str, float], seed: int) -> Callable[[tf.Tensor], tf.Tensor]:
+    """uint8 (N, 28, 28) in, uint8 out: each image rotated by up to ``rotation`` degrees, scaled by up to
+    ``zoom`` (a fraction) about its centre and shifted by up to ``shift`` pixels, as one affine warp."""
+    rotation = math.radians(options.get("rotation", 0.0))
+    zoom, shift = options.get("zoom", 0.0), options.get("shift", 0.0)
+    centre = 13.5
+
+    def augment(images: tf.Tensor) -> tf.Tensor:
+        count = tf.shape(images)[0]
+
+        def uniform(limit: float, offset: int) -> tf.Tensor:
+            return tf.random.uniform([count], -limit, limit, seed=seed + offset)
+
+        angle, scale = uniform(rotation, 0), 1.0 + uniform(zoom, 1)
+        shift_x, shift_y = uniform(shift, 2), uniform(shift, 3)
+        # The transform maps each output pixel to where it is read from in the input: the inverse of
+        # "scale and rotate about the centre, then shift".
+        cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+        source_x, source_y = centre + shift_x, centre + shift_y
+        zeros = tf.zeros_like(cos)
+        transforms = tf.stack(
+            [
+                cos, sin, centre - cos * source_x - sin * source_y,
+                -sin, cos, centre + sin * source_x - cos * source_y,
+                zeros, zeros,
+            ],
+            axis=1,
+        )  # fmt: skip
+        warped = tf.raw_ops.ImageProjectiveTransformV3(
+            images=tf.cast(images, tf.float32)[..., tf.newaxis],
+            transforms=transforms,
+            output_shape=tf.shape(images)[1:3],
+            fill_value=0.0,
+            interpolation="BILINEAR",
+            fill_mode="CONSTANT",
+        )[..., 0]
+        return tf.cast(tf.clip_by_value(tf.round(warped), 0, 255), tf.uint8)
+
+    return augment
 
 
 def vectorize(vectorizer: keras.layers.TextVectorization, texts: list[str]) -> np.ndarray:
@@ -115,3 +240,83 @@ def vectorize(vectorizer: keras.layers.TextVectorization, texts: list[str]) -> n
         for i in range(0, len(texts), _VECTORIZE_BATCH)
     ]
     return np.concatenate([np.asarray(batch) for batch in batches]) if batches else np.zeros((0, 0), np.int64)
+
+
+class HistoryLog(keras.callbacks.Callback):
+    """Per-epoch metrics and seconds, kept in a JSON file across interrupted and resumed runs (so learning
+    curves cover the whole training), and in memory for the report."""
+
+    def __init__(self, path: Path | None) -> None:
+        super().__init__()
+        self.path = path
+        self.epochs: list[dict[str, float]] = []
+        self.resumed_at_epoch = 0
+        self.earlier_seconds = 0.0
+        self._epoch_clock = 0.0
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        initial = int(getattr(self.model, "_initial_epoch", 0) or 0)
+        if self.path is not None and self.path.is_file() and initial:
+            saved = json.loads(self.path.read_text(encoding="utf-8"))
+            self.epochs = [entry for entry in saved if entry["epoch"] <= initial]
+            self.resumed_at_epoch = initial
+            self.earlier_seconds = sum(entry.get("seconds", 0.0) for entry in self.epochs)
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch_clock = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        entry = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items() if _is_number(v)}}
+        entry["seconds"] = round(time.perf_counter() - self._epoch_clock, 2)
+        self.epochs = [e for e in self.epochs if e["epoch"] < epoch + 1] + [entry]
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.epochs, indent=1) + "\n", encoding="utf-8")
+
+
+class ScalarLogs(keras.callbacks.Callback):
+    """TensorBoard event files (``train/`` and ``validation/``: loss, accuracy; learning rate) written with
+    TensorFlow's own summary ops, so training does not need the ``tensorboard`` package installed, only
+    whoever views the logs: ``tensorboard --logdir REPO/NAME/VERSION/tensorboard``."""
+
+    def __init__(self, log_dir: Path) -> None:
+        super().__init__()
+        self.log_dir = log_dir
+        self._writers: dict[str, Any] = {}
+
+    def _writer(self, name: str) -> Any:
+        if name not in self._writers:
+            self._writers[name] = tf.summary.create_file_writer(str(self.log_dir / name))
+        return self._writers[name]
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        from tensorflow.core.framework import summary_pb2
+
+        metadata = summary_pb2.SummaryMetadata()
+        metadata.plugin_data.plugin_name = "scalars"  # how TensorBoard's scalar dashboard finds them
+        values = dict(logs or {})
+        learning_rate = getattr(self.model.optimizer, "learning_rate", None)
+        if learning_rate is not None:
+            values["learning_rate"] = float(np.asarray(learning_rate))
+        for key, value in values.items():
+            if not _is_number(value):
+                continue
+            writer_name, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            with self._writer(writer_name).as_default():
+                tf.summary.write(
+                    tag, tf.constant(float(value), tf.float32), step=epoch + 1, metadata=metadata
+                )
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        for writer in self._writers.values():
+            writer.close()
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -35,15 +35,51 @@ def build_vectorizer(
 
 
 def build_lstm(
-    vocabulary_size: int, sequence_length: int, embedding_dim: int, lstm_units: int
+    vocabulary_size: int,
+    sequence_length: int,
+    embedding_dim: int,
+    lstm_units: int,
+    *,
+    bidirectional: bool = False,
+    pooling: str = "last",
+    dropout: float = 0.0,
 ) -> keras.Model:
-    """Embedding (id 0 = padding, masked) then one LSTM then a softmax over [negative, positive]."""
-    return keras.Sequential(
-        [
-            keras.Input(shape=(sequence_length,), dtype="int64", name="token_ids"),
-            layers.Embedding(vocabulary_size, embedding_dim, mask_zero=True),
-            layers.LSTM(lstm_units),
-            layers.Dense(NUM_CLASSES, activation="softmax"),
-        ],
-        name="imdb_lstm",
-    )
+    """Embedding (id 0 = padding, masked) then an LSTM then a softmax over [negative, positive].
+
+    ``pooling="last"`` (the course's model) classifies from the LSTM's final state; ``"max-mean"`` from the
+    maximum and the mean of its outputs over all words, which lets a strong phrase anywhere in a long
+    review count. ``bidirectional`` runs a second LSTM from the end of the review backwards.
+    """
+    ids = keras.Input(shape=(sequence_length,), dtype="int64", name="token_ids")
+    x = layers.Embedding(vocabulary_size, embedding_dim, mask_zero=True, name="embedding")(ids)
+    if dropout:
+        x = layers.SpatialDropout1D(dropout)(x)
+    recurrent = layers.LSTM(lstm_units, return_sequences=pooling != "last")
+    x = layers.Bidirectional(recurrent)(x) if bidirectional else recurrent(x)
+    if pooling == "max-mean":
+        x = layers.Concatenate()([_MaskedMax()(x), layers.GlobalAveragePooling1D()(x)])
+    elif pooling != "last":
+        raise ValueError(f"unknown pooling {pooling!r}")
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    probabilities = layers.Dense(NUM_CLASSES, activation="softmax")(x)
+    return keras.Model(ids, probabilities, name="imdb_lstm")
+
+
+class _MaskedMax(layers.Layer):
+    """Maximum over time of the real (unmasked) steps only."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
+        if mask is not None:
+            inputs = tf.where(mask[..., tf.newaxis], inputs, tf.fill(tf.shape(inputs), -1e9))
+        return tf.reduce_max(inputs, axis=1)
+
+    def compute_mask(self, inputs: tf.Tensor, mask: tf.Tensor | None = None) -> None:
+        return None
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return (input_shape[0], input_shape[2])

@@ -9,7 +9,9 @@ def describe_architecture(
     model: keras.Model, vectorizer: keras.layers.TextVectorization | None = None
 ) -> str:
     parts = [_describe_vectorizer(vectorizer)] if vectorizer is not None else []
-    parts.extend(_describe_layer(layer) for layer in model.layers)
+    parts.extend(
+        _describe_layer(layer) for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)
+    )
     return " -> ".join(parts)
 
 
@@ -19,8 +21,10 @@ def _describe_vectorizer(vectorizer: keras.layers.TextVectorization) -> str:
 
 
 def _describe_layer(layer: keras.layers.Layer) -> str:
+    if isinstance(layer, keras.layers.Bidirectional):
+        return f"Bidirectional({_describe_layer(layer.forward_layer)})"
     config = layer.get_config()
-    kind = type(layer).__name__
+    kind = type(layer).__name__.lstrip("_")
     details: list[str] = []
     if kind == "Rescaling":
         details = [_fraction(config["scale"])]
@@ -32,7 +36,9 @@ def _describe_layer(layer: keras.layers.Layer) -> str:
     elif kind == "MaxPooling2D":
         height, width = config["pool_size"]
         details = [f"{height}x{width}"]
-    elif kind == "Dropout":
+    elif kind == "Activation":
+        details = [str(config["activation"])]
+    elif kind in {"Dropout", "SpatialDropout1D"}:
         details = [f"{config['rate']:g}"]
     elif kind == "Reshape":
         details = ["x".join(str(d) for d in config["target_shape"])]

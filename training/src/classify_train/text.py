@@ -1,0 +1,124 @@
+"""Text-model preparation: the vocabulary, the token ids, and word embeddings pre-trained on unlabelled
+reviews (skip-gram word2vec, gensim) to start the LSTM's embedding layer from.
+
+Only texts go in here, never labels, and never the validation rows: the vocabulary and the embeddings
+come from the training rows plus, when the recipe says so, the 50,000 unlabelled reviews.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from classify_train.models.imdb import build_vectorizer, standardize
+from classify_train.recipes import Schedule
+from classify_train.training import vectorize
+
+EMBEDDINGS_FILE = "embeddings.npy"
+_STANDARDIZE_BATCH = 4096
+_WORD2VEC_WINDOW = 5
+
+
+def prepare_text_model(
+    model: keras.Model,
+    schedule: Schedule,
+    x_train: list[str],
+    x_val: list[str],
+    unlabelled: Callable[[], list[str]] | None,
+    *,
+    seed: int,
+    run_dir: Path | None,
+    echo: Callable[[str], None] = print,
+) -> tuple[keras.layers.TextVectorization, np.ndarray, np.ndarray]:
+    """Build the vectorizer, turn both splits into ids, and (if asked) load pre-trained embeddings."""
+    options = schedule.model_options
+    wants_unlabelled = schedule.vocabulary_from_unlabelled or schedule.pretrain_embedding_epochs
+    extra = unlabelled() if wants_unlabelled and unlabelled is not None else []
+    if wants_unlabelled and not extra:
+        echo("no unlabelled reviews found: vocabulary and embeddings come from the training rows only")
+    vocabulary_texts = list(x_train) + (extra if schedule.vocabulary_from_unlabelled else [])
+    vectorizer = build_vectorizer(vocabulary_texts, options["vocabulary_size"], options["sequence_length"])
+    ids_train, ids_val = vectorize(vectorizer, x_train), vectorize(vectorizer, x_val)
+    if schedule.pretrain_embedding_epochs:
+        cache = run_dir / EMBEDDINGS_FILE if run_dir is not None else None
+        if cache is not None and cache.is_file():
+            vectors = np.load(cache)
+        else:
+            vectors = pretrain_embeddings(
+                vectorizer.get_vocabulary(),
+                list(x_train) + extra,
+                options["embedding_dim"],
+                epochs=schedule.pretrain_embedding_epochs,
+                seed=seed,
+                echo=echo,
+            )
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                np.save(cache, vectors)
+        model.get_layer("embedding").set_weights([vectors])
+    return vectorizer, ids_train, ids_val
+
+
+def tokenize(texts: list[str]) -> list[list[str]]:
+    """The words the vectorizer sees (same standardization, split on whitespace), whole reviews."""
+    words: list[list[str]] = []
+    for start in range(0, len(texts), _STANDARDIZE_BATCH):
+        batch = standardize(tf.constant(texts[start : start + _STANDARDIZE_BATCH])).numpy()
+        words.extend(text.decode("utf-8").split() for text in batch)
+    return words
+
+
+def pretrain_embeddings(
+    vocabulary: list[str],
+    texts: list[str],
+    dimensions: int,
+    *,
+    epochs: int,
+    seed: int,
+    echo: Callable[[str], None] = print,
+) -> np.ndarray:
+    """A (len(vocabulary), dimensions) matrix: skip-gram vectors for the vocabulary's words; small random
+    vectors for the padding and out-of-vocabulary ids and for words word2vec did not keep."""
+    from gensim.models import Word2Vec
+
+    clock = time.perf_counter()
+    sentences = tokenize(texts)
+    words = sum(len(sentence) for sentence in sentences)
+    echo(
+        f"pre-training {dimensions}-d word embeddings on {len(texts)} reviews ({words} words), "
+        f"{epochs} epochs"
+    )
+    word2vec = Word2Vec(
+        sentences,
+        vector_size=dimensions,
+        window=_WORD2VEC_WINDOW,
+        min_count=2,
+        sg=1,
+        negative=5,
+        sample=1e-4,
+        epochs=epochs,
+        # Two threads (this machine's cores) make the vectors depend slightly on thread timing; the
+        # training that follows is seeded.
+        workers=2,
+        seed=seed,
+    )
+    rng = np.random.default_rng(seed)
+    known = word2vec.wv
+    scale = float(np.std(known.vectors))
+    vectors = rng.normal(0.0, scale, size=(len(vocabulary), dimensions)).astype(np.float32)
+    vectors[0] = 0.0  # padding, masked anyway
+    hits = 0
+    for index, word in enumerate(vocabulary):
+        if index >= 2 and word in known.key_to_index:
+            vectors[index] = known[word]
+            hits += 1
+    echo(
+        f"pre-trained embeddings: {hits}/{len(vocabulary) - 2} vocabulary words "
+        f"in {time.perf_counter() - clock:.0f} s"
+    )
+    return vectors
