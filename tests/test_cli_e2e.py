@@ -198,3 +198,14 @@ def test_bench_open_loop_on_real_text_and_table_output(server: ServerProcess, va
     unknown = run_cli("classify", "bench", "--target", server.target, "--model", "nope", check=False)
     assert unknown.returncode == 2
     assert "not found" in unknown.stderr
+
+
+def test_bench_speaks_kserve_v2_to_the_same_batcher(server: ServerProcess) -> None:
+    result = run_cli(
+        "classify", "bench", "--target", server.target, "--model", "mnist-cnn", "--protocol", "v2",
+        "--concurrency", "4", "--requests", "100", "--warmup", "0", "--json",
+    )  # fmt: skip
+    (step,) = json.loads(result.stdout)["steps"]
+    assert step["requests"] == 100
+    assert step["errors"] == 0
+    assert step["server"]["requests"] == 100  # counted by the native statistics: one batcher behind both

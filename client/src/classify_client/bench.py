@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,7 +133,40 @@ def file_inputs(path: Path, rows: int) -> Inputs:
     return Inputs(texts=[row.text for row in usable])
 
 
-def serialized_requests(model: str, pool: Inputs, batch_size: int, version: int | None) -> list[bytes]:
+Encoder = Callable[[Inputs], bytes]
+
+
+def native_encoder(model: str, version: int | None) -> tuple[str, Encoder]:
+    return CLASSIFY_METHOD, lambda batch: classify_request(model, batch, version=version).SerializeToString()
+
+
+def v2_encoder(
+    target: str,
+    model: str,
+    version: int | None,
+    headers: dict[str, str] | None,
+    credentials: grpc.ChannelCredentials | None,
+) -> tuple[str, Encoder]:
+    """KServe V2 ModelInfer requests, with tensor names from the protocol's own ModelMetadata."""
+    from .v2_protocol import MODEL_INFER_METHOD, V2Backend  # only here: it registers inference.* messages
+
+    backend = V2Backend(
+        target,
+        model,
+        version=version,
+        labels=[],
+        top_k=1,
+        timeout=10,
+        headers=headers,
+        credentials=credentials,
+    )
+    try:
+        return MODEL_INFER_METHOD, lambda batch: backend.request(batch).SerializeToString()
+    finally:
+        backend.close()  # the names are read; the encoder needs no connection
+
+
+def serialized_requests(pool: Inputs, batch_size: int, encode: Encoder) -> list[bytes]:
     """DISTINCT_REQUESTS requests of ``batch_size`` rows each, cycling through the pool."""
     total = len(pool)
     payloads = []
@@ -143,7 +176,7 @@ def serialized_requests(model: str, pool: Inputs, batch_size: int, version: int 
             batch = Inputs(images=pool.images[indices])
         else:
             batch = Inputs(texts=[(pool.texts or [])[k] for k in indices])
-        payloads.append(classify_request(model, batch, version=version).SerializeToString())
+        payloads.append(encode(batch))
     return payloads
 
 
@@ -154,6 +187,7 @@ class LoadGenerator:
         self,
         target: str,
         payloads: Sequence[bytes],
+        method: str = CLASSIFY_METHOD,
         headers: dict[str, str] | None = None,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
@@ -162,7 +196,7 @@ class LoadGenerator:
             if credentials is not None
             else grpc.aio.insecure_channel(target, options=channel_options())
         )
-        self._call = self._channel.unary_unary(CLASSIFY_METHOD)  # bytes in, bytes out: nothing parsed
+        self._call = self._channel.unary_unary(method)  # bytes in, bytes out: nothing parsed
         self._stats = classify_pb2_grpc.ClassifierStub(self._channel)
         self._payloads = payloads
         self._metadata = tuple((k.lower(), v) for k, v in (headers or {}).items()) or None
@@ -278,10 +312,16 @@ async def benchmark(
     version: int | None = None,
     headers: dict[str, str] | None = None,
     credentials: grpc.ChannelCredentials | None = None,
+    protocol: str = "native",
 ) -> list[StepResult]:
     """Run each step in turn against one channel and return their results."""
-    requests = serialized_requests(model, pool, batch_size, version)
-    generator = LoadGenerator(target, requests, headers, credentials)
+    method, encode = (
+        v2_encoder(target, model, version, headers, credentials)
+        if protocol == "v2"
+        else native_encoder(model, version)
+    )
+    requests = serialized_requests(pool, batch_size, encode)
+    generator = LoadGenerator(target, requests, method, headers, credentials)
     try:
         return [await generator.run(spec, batch_size, model) for spec in specs]
     finally:

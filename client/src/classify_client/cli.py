@@ -381,6 +381,13 @@ def parse_concurrency(text: str) -> list[int]:
     "--version", "model_version", type=click.IntRange(min=1), help="Model version (default newest)."
 )
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
+@click.option(
+    "--protocol",
+    type=click.Choice(["native", "v2"]),
+    default="native",
+    show_default=True,
+    help="native classify.v1 Classify, or KServe V2 ModelInfer.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
 @click.pass_obj
 def bench(
@@ -397,6 +404,7 @@ def bench(
     input_path: Path | None,
     model_version: int | None,
     timeout: float,
+    protocol: str,
     as_json: bool,
 ) -> None:
     """Measure throughput and latency under load, with the server's own batching figures."""
@@ -437,6 +445,7 @@ def bench(
             version=model_version,
             headers=connection.call_headers(),
             credentials=connection.credentials(),
+            protocol=protocol,
         )
     )
     if as_json:

@@ -26,6 +26,7 @@ from .settings import channel_options
 from .types import ClassifyResult, ClassScore, Prediction
 
 LENGTH_PREFIX = struct.Struct("<I")
+MODEL_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 
 
 def serialize_texts(texts: list[str]) -> bytes:
@@ -126,10 +127,14 @@ class V2Backend:
         self._input_name = described.inputs[0].name
         self._output_name = described.outputs[0].name
 
-    def submit(self, inputs: Inputs) -> V2Pending:
-        request = infer_request(
+    def request(self, inputs: Inputs) -> pb.ModelInferRequest:
+        """The ModelInfer request for ``inputs``, with the tensor names the server described."""
+        return infer_request(
             self._model, self._version, inputs, input_name=self._input_name, output_name=self._output_name
         )
+
+    def submit(self, inputs: Inputs) -> V2Pending:
+        request = self.request(inputs)
         future = self._stub.ModelInfer.future(request, timeout=self._timeout, metadata=self._metadata)
         return V2Pending(future, self._labels, self._top_k)
 
