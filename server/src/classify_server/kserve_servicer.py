@@ -27,6 +27,7 @@ from .streams import ordered_answers
 from .tensors import check_count, element_count, payload_for
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+PROTOCOL = "kserve-v2"  # the metrics label of requests that came this way
 SERVER_NAME = "classify"
 EXTENSIONS = ("classification",)
 PLATFORM = "tensorflow_savedmodel"
@@ -43,9 +44,6 @@ def expected_input(spec: ModelSpec) -> str:
             "[-1, 28, 28, 1]"
         )
     return f"{spec.input.name!r}: BYTES (UTF-8 text) with shape [-1]"
-
-
-PROTOCOL = "kserve-v2"  # the metrics label of requests that came this way
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):

@@ -15,9 +15,7 @@ import numpy as np
 
 from .errors import InvalidInputError
 from .repository import ModelSpec
-from .validation import IMAGE_HEIGHT, IMAGE_WIDTH, ImagePayload, Payload, TextPayload
-
-IMAGE_TAILS = ((IMAGE_HEIGHT, IMAGE_WIDTH), (IMAGE_HEIGHT, IMAGE_WIDTH, 1))
+from .validation import ImagePayload, Payload, TextPayload, is_image_shape
 
 
 @dataclass(frozen=True)
@@ -50,7 +48,7 @@ def image_pixels(array: np.ndarray, name: str) -> np.ndarray:
 
 
 def check_image_shape(shape: tuple[int, ...], name: str, expected: str) -> None:
-    if len(shape) not in (3, 4) or shape[1:] not in IMAGE_TAILS or shape[0] < 0:
+    if not is_image_shape(shape):
         raise InvalidInputError(f"input {name!r} has shape {list(shape)}; the model expects {expected}")
 
 

@@ -35,6 +35,7 @@ from .tensors import check_count, element_count, payload_for
 from .validation import IMAGE_HEIGHT, IMAGE_WIDTH, Payload
 
 SERVICE_NAME = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name
+PROTOCOL = "tf-serving"  # the metrics label of requests that came this way
 SIGNATURE_DEF_FIELD = "signature_def"
 LATEST_LABEL = "latest"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -54,9 +55,6 @@ def expected_input(spec: ModelSpec) -> str:
             "or [-1, 28, 28, 1]"
         )
     return f"inputs[{spec.input.name!r}]: DT_STRING (UTF-8 text) with shape [-1]"
-
-
-PROTOCOL = "tf-serving"  # the metrics label of requests that came this way
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):

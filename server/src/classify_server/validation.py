@@ -11,6 +11,12 @@ from .errors import InvalidInputError
 from .repository import ModelSpec
 
 IMAGE_HEIGHT = IMAGE_WIDTH = 28
+IMAGE_TAILS = ((IMAGE_HEIGHT, IMAGE_WIDTH), (IMAGE_HEIGHT, IMAGE_WIDTH, 1))
+
+
+def is_image_shape(shape: tuple[int, ...]) -> bool:
+    """[N, 28, 28] or [N, 28, 28, 1] with N >= 0: the shapes every protocol accepts for images."""
+    return len(shape) in (3, 4) and shape[1:] in IMAGE_TAILS and shape[0] >= 0
 
 
 @dataclass(frozen=True)
@@ -69,8 +75,7 @@ def _check_rows(rows: int, spec: ModelSpec, limits: InputLimits) -> None:
 
 def _images(payload: ImagePayload, spec: ModelSpec, limits: InputLimits) -> np.ndarray:
     shape = payload.shape
-    valid_tail = shape[1:] in ((IMAGE_HEIGHT, IMAGE_WIDTH), (IMAGE_HEIGHT, IMAGE_WIDTH, 1))
-    if len(shape) not in (3, 4) or not valid_tail or shape[0] < 0:
+    if not is_image_shape(shape):
         raise InvalidInputError(
             f"image shape {list(shape)} is not [N, 28, 28] or [N, 28, 28, 1] (model {spec.name!r})"
         )
