@@ -116,6 +116,35 @@ def test_top_k_is_sorted_and_probabilities_are_a_distribution(
     assert len(default.predictions[0].classes) == 1 and not default.predictions[0].probabilities
 
 
+@pytest.mark.parametrize("model", ["mnist-mlp", "imdb-lstm"])
+def test_packed_arrays_carry_the_same_answers_as_prediction_messages(
+    stub: pb_grpc.ClassifierStub,
+    mnist_validation: tuple[np.ndarray, np.ndarray],
+    imdb_validation: tuple[list[str], np.ndarray],
+    model: str,
+) -> None:
+    def ask(answer_format: int) -> pb.ClassifyResponse:
+        fields = {"top_k": 3, "return_probabilities": True, "answer_format": answer_format}
+        if model == "imdb-lstm":
+            return stub.Classify(text_request(imdb_validation[0][:5], model=model, **fields))
+        return stub.Classify(image_request(mnist_validation[0][:7], model=model, **fields))
+
+    messages = ask(pb.ANSWER_FORMAT_PREDICTIONS)
+    packed = ask(pb.ANSWER_FORMAT_ARRAYS)
+    assert not messages.HasField("arrays") and not packed.predictions
+    arrays = packed.arrays
+    rows, top_k = len(messages.predictions), min(3, len(arrays.labels))
+    assert (arrays.rows, arrays.top_k) == (rows, top_k)
+    indices = np.frombuffer(arrays.top_indices, "<i4").reshape(rows, top_k)
+    scores = np.frombuffer(arrays.top_scores, "<f4").reshape(rows, top_k)
+    probabilities = np.frombuffer(arrays.probabilities, "<f4").reshape(rows, len(arrays.labels))
+    for row, prediction in enumerate(messages.predictions):
+        assert [c.index for c in prediction.classes] == indices[row].tolist()
+        assert [c.label for c in prediction.classes] == [arrays.labels[i] for i in indices[row]]
+        np.testing.assert_allclose([c.score for c in prediction.classes], scores[row], rtol=1e-6)
+        np.testing.assert_allclose(prediction.probabilities, probabilities[row], rtol=1e-6)
+
+
 def test_a_batch_answers_like_its_items_one_by_one(
     stub: pb_grpc.ClassifierStub, imdb_validation: tuple[list[str], np.ndarray]
 ) -> None:

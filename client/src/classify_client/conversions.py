@@ -124,6 +124,8 @@ def classify_request(
         top_k=top_k,
         return_probabilities=return_probabilities,
         request_id=request_id,
+        # Packed arrays instead of a message per item: far cheaper for both ends on large batches.
+        answer_format=classify_pb2.ANSWER_FORMAT_ARRAYS,
     )
     if inputs.images is not None:
         request.images.CopyFrom(image_batch(inputs.images))
@@ -138,12 +140,43 @@ def prediction_from_proto(message: classify_pb2.Prediction) -> Prediction:
     return Prediction(classes=classes, probabilities=probabilities)
 
 
+def predictions_from_arrays(
+    indices: np.ndarray,
+    scores: np.ndarray,
+    labels: Sequence[str],
+    probabilities: np.ndarray | None = None,
+) -> list[Prediction]:
+    """Per-item predictions from (N, k) class indices and scores, best first, and optional (N, C) rows."""
+    return [
+        Prediction(
+            classes=[
+                ClassScore(index=index, label=labels[index], score=score)
+                for index, score in zip(row_indices, row_scores, strict=True)
+            ],
+            probabilities=None if probabilities is None else probabilities[row],
+        )
+        for row, (row_indices, row_scores) in enumerate(zip(indices.tolist(), scores.tolist(), strict=True))
+    ]
+
+
+def _predictions_from_array_answers(arrays: classify_pb2.ArrayAnswers) -> list[Prediction]:
+    shape = (int(arrays.rows), int(arrays.top_k))
+    indices = np.frombuffer(arrays.top_indices, dtype="<i4").reshape(shape)
+    scores = np.frombuffer(arrays.top_scores, dtype="<f4").reshape(shape)
+    labels = list(arrays.labels)
+    probabilities = None
+    if arrays.probabilities:
+        probabilities = np.frombuffer(arrays.probabilities, dtype="<f4").reshape(shape[0], len(labels))
+    return predictions_from_arrays(indices, scores, labels, probabilities)
+
+
 def result_from_response(response: classify_pb2.ClassifyResponse) -> ClassifyResult:
-    return ClassifyResult(
-        model=response.model,
-        version=int(response.version),
-        predictions=[prediction_from_proto(p) for p in response.predictions],
-    )
+    """Read either answer format: packed arrays (what this library asks for) or one message per item."""
+    if response.HasField("arrays"):
+        predictions = _predictions_from_array_answers(response.arrays)
+    else:
+        predictions = [prediction_from_proto(p) for p in response.predictions]
+    return ClassifyResult(model=response.model, version=int(response.version), predictions=predictions)
 
 
 def merge_results(parts: Sequence[ClassifyResult]) -> ClassifyResult:

@@ -20,10 +20,10 @@ import numpy as np
 
 from ._proto.inference import grpc_predict_v2_pb2 as pb
 from ._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
-from .conversions import Inputs
+from .conversions import Inputs, predictions_from_arrays
 from .errors import error_from_rpc
 from .settings import channel_options
-from .types import ClassifyResult, ClassScore, Prediction
+from .types import ClassifyResult
 
 LENGTH_PREFIX = struct.Struct("<I")
 MODEL_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
@@ -60,15 +60,7 @@ def result_from_response(response, labels: list[str], top_k: int) -> ClassifyRes
     tensor = response.outputs[0]
     probabilities = np.frombuffer(response.raw_output_contents[0], dtype="<f4").reshape(tuple(tensor.shape))
     indices, scores = top_classes(probabilities, top_k)
-    predictions = [
-        Prediction(
-            [
-                ClassScore(index=index, label=labels[index], score=score)
-                for index, score in zip(row_indices, row_scores, strict=True)
-            ]
-        )
-        for row_indices, row_scores in zip(indices.tolist(), scores.tolist(), strict=True)
-    ]
+    predictions = predictions_from_arrays(indices, scores, labels)
     return ClassifyResult(
         model=response.model_name, version=int(response.model_version), predictions=predictions
     )

@@ -108,6 +108,9 @@ class DataPlane:
 def top_classes(probabilities: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and scores of the k most probable classes per row, best first (k is clamped to 1..C)."""
     k = min(max(k, 1), probabilities.shape[1])
-    # Stable sort on the negated scores keeps ties in label order, so answers are deterministic.
-    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    if k == 1:  # the common case; argmax also keeps the first of tied classes
+        order = probabilities.argmax(axis=1)[:, np.newaxis]
+    else:
+        # Stable sort on the negated scores keeps ties in label order, so answers are deterministic.
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
     return order, np.take_along_axis(probabilities, order, axis=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -161,20 +162,37 @@ def _call(request: pb.ClassifyRequest, time_remaining: float | None) -> Classify
 
 
 def _response(request: pb.ClassifyRequest, result: Classification) -> pb.ClassifyResponse:
+    response = pb.ClassifyResponse(
+        model=result.spec.name, version=result.spec.version, request_id=request.request_id
+    )
+    if request.answer_format == pb.ANSWER_FORMAT_ARRAYS:
+        _fill_arrays(response.arrays, result, request.return_probabilities)
+    else:
+        _fill_predictions(response.predictions, result, request.return_probabilities)
+    return response
+
+
+def _fill_arrays(arrays: pb.ArrayAnswers, result: Classification, with_probabilities: bool) -> None:
+    rows, top_k = result.top_indices.shape
+    arrays.rows = rows
+    arrays.top_k = top_k
+    arrays.top_indices = result.top_indices.astype("<i4", copy=False).tobytes()
+    arrays.top_scores = result.top_scores.astype("<f4", copy=False).tobytes()
+    if with_probabilities:
+        arrays.probabilities = result.probabilities.astype("<f4", copy=False).tobytes()
+    arrays.labels.extend(result.spec.labels)
+
+
+def _fill_predictions(predictions: Any, result: Classification, with_probabilities: bool) -> None:
+    # add() builds each message in place; constructing and then copying them costs three times as much.
     labels = result.spec.labels
-    predictions = []
+    probabilities = result.probabilities.tolist() if with_probabilities else None
     for row, (indices, scores) in enumerate(
         zip(result.top_indices.tolist(), result.top_scores.tolist(), strict=True)
     ):
-        classes = [
-            pb.ClassScore(index=index, label=labels[index], score=score)
-            for index, score in zip(indices, scores, strict=True)
-        ]
-        probabilities = result.probabilities[row].tolist() if request.return_probabilities else []
-        predictions.append(pb.Prediction(classes=classes, probabilities=probabilities))
-    return pb.ClassifyResponse(
-        model=result.spec.name,
-        version=result.spec.version,
-        predictions=predictions,
-        request_id=request.request_id,
-    )
+        prediction = predictions.add()
+        classes = prediction.classes
+        for index, score in zip(indices, scores, strict=True):
+            classes.add(index=index, label=labels[index], score=score)
+        if probabilities is not None:
+            prediction.probabilities.extend(probabilities[row])
