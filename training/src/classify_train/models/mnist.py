@@ -14,12 +14,64 @@ def _image_input() -> list[keras.layers.Layer]:
     return [keras.Input(shape=IMAGE_SHAPE, dtype="uint8", name="images"), layers.Rescaling(1.0 / 255)]
 
 
-def build_softmax(zero_init: bool = False, l2: float = 0.0) -> keras.Model:
+@keras.saving.register_keras_serializable(package="classify_train")
+class SmoothPixelMaps(keras.regularizers.Regularizer):
+    """Penalises differences between the weights of neighbouring pixels, per class.
+
+    A converged softmax regression fits the rare training digits through isolated pixel weights, so its
+    weight maps look like speckle. Neighbouring pixels of a digit stroke carry the same evidence; asking
+    their weights to agree (a discrete gradient penalty, as in smoothing splines) keeps the model one
+    linear layer, turns the maps into the strokes the course shows, and costs no accuracy."""
+
+    def __init__(self, strength: float, side: int = IMAGE_SHAPE[0]) -> None:
+        self.strength = strength
+        self.side = side
+
+    def __call__(self, kernel):  # (side * side, classes)
+        maps = keras.ops.reshape(kernel, (self.side, self.side, -1))
+        down = maps[1:, :, :] - maps[:-1, :, :]
+        across = maps[:, 1:, :] - maps[:, :-1, :]
+        return self.strength * (keras.ops.sum(down * down) + keras.ops.sum(across * across))
+
+    def get_config(self) -> dict[str, float | int]:
+        return {"strength": self.strength, "side": self.side}
+
+
+def _softmax_regularizer(l2: float, smooth: float) -> keras.regularizers.Regularizer | None:
+    penalties: list[keras.regularizers.Regularizer] = []
+    if l2:
+        penalties.append(keras.regularizers.L2(l2))
+    if smooth:
+        penalties.append(SmoothPixelMaps(smooth))
+    if len(penalties) < 2:
+        return penalties[0] if penalties else None
+    return _SumOf(penalties)
+
+
+@keras.saving.register_keras_serializable(package="classify_train")
+class _SumOf(keras.regularizers.Regularizer):
+    """Two penalties on one kernel (Keras takes a single regularizer per weight)."""
+
+    def __init__(self, penalties: list[keras.regularizers.Regularizer]) -> None:
+        self.penalties = penalties
+
+    def __call__(self, kernel):
+        return sum(penalty(kernel) for penalty in self.penalties)
+
+    def get_config(self) -> dict[str, list[dict]]:
+        return {"penalties": [keras.regularizers.serialize(p) for p in self.penalties]}
+
+    @classmethod
+    def from_config(cls, config: dict) -> _SumOf:
+        return cls([keras.regularizers.deserialize(p) for p in config["penalties"]])
+
+
+def build_softmax(zero_init: bool = False, l2: float = 0.0, smooth: float = 0.0) -> keras.Model:
     """Softmax regression: every pixel votes for every digit with one learnt weight (one dense layer).
 
     ``zero_init`` starts every weight at zero, as the TensorFlow tutorial did (the problem is convex), so
     a pixel that is never inked keeps weight zero; ``l2``, a small penalty, keeps the weights of rarely
-    inked border pixels small too (Adam would otherwise blow them up), so the weight maps show strokes."""
+    inked border pixels small; ``smooth`` asks neighbouring pixels to vote alike (``SmoothPixelMaps``)."""
     return keras.Sequential(
         [
             *_image_input(),
@@ -28,7 +80,7 @@ def build_softmax(zero_init: bool = False, l2: float = 0.0) -> keras.Model:
                 NUM_CLASSES,
                 activation="softmax",
                 kernel_initializer="zeros" if zero_init else "glorot_uniform",
-                kernel_regularizer=keras.regularizers.L2(l2) if l2 else None,
+                kernel_regularizer=_softmax_regularizer(l2, smooth),
             ),
         ],
         name="mnist_softmax",
