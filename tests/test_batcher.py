@@ -291,3 +291,33 @@ def test_statistics_record_queue_and_compute_time_and_failures() -> None:
         await batcher.close()
 
     asyncio.run(scenario())
+
+
+def test_a_lone_small_batch_runs_on_the_loop_thread_and_busy_or_larger_ones_on_workers() -> None:
+    threads: list[tuple[int, str]] = []
+    gate = threading.Event()
+
+    def model(batch: np.ndarray) -> np.ndarray:
+        threads.append((len(batch), threading.current_thread().name))
+        if len(batch) == 2:  # hold the worker so the next lone row finds an execution in flight
+            gate.wait(timeout=10)
+        return batch.sum(axis=1, keepdims=True)
+
+    async def scenario() -> None:
+        policy = BatchingPolicy(8, 100, max_batches_in_flight=2, inline_max_rows=1)
+        batcher = DynamicBatcher("m", model, policy)
+        batcher.start()
+        assert (await batcher.submit(rows(1, 2.0))).tolist() == [[6.0]]
+        held = asyncio.create_task(batcher.submit(rows(2)))
+        while len(threads) < 2:
+            await asyncio.sleep(0.001)
+        beside = await asyncio.wait_for(batcher.submit(rows(1, 3.0)), timeout=5)
+        gate.set()
+        assert beside.tolist() == [[9.0]] and len(await held) == 2
+        await batcher.close()
+
+    asyncio.run(scenario())
+    loop_thread = threading.main_thread().name
+    assert threads[0] == (1, loop_thread)  # alone and small: no hand-off
+    assert threads[1][0] == 2 and threads[1][1] != loop_thread  # two rows: a worker
+    assert threads[2][0] == 1 and threads[2][1] != loop_thread  # small, but another execution runs

@@ -35,6 +35,7 @@ def batching_policy(settings: ServerSettings) -> BatchingPolicy:
         max_queue_delay=settings.max_queue_delay_ms / 1000,
         preferred_batch_sizes=tuple(settings.preferred_batch_sizes),
         max_batches_in_flight=settings.max_batches_in_flight,
+        inline_max_rows=settings.inline_max_rows,
     )
 
 

@@ -41,6 +41,10 @@ class BatchingPolicy:
     preferred_batch_sizes: tuple[int, ...] = ()
     # Executions of this model that may run at the same time (each on its own worker thread).
     max_batches_in_flight: int = 1
+    # An execution of at most this many rows, when no other execution of the model is running, runs on
+    # the event loop's thread: the hand-off to a worker thread and back costs ~0.1 ms of CPU and up to
+    # 0.4 ms of latency, which dominates a lone small request. 0: always use the worker threads.
+    inline_max_rows: int = 0
 
 
 # Upper bounds (seconds) of the queue-time and compute-time histograms exported as metrics.
@@ -147,6 +151,12 @@ class DynamicBatcher:
             if not batch:
                 self._slots.release()
                 continue
+            if self._runs_inline(batch):
+                try:
+                    await self._execute(batch, inline=True)
+                finally:
+                    self._slots.release()
+                continue
             execution = asyncio.get_running_loop().create_task(self._execute(batch))
             self._executions.add(execution)
             execution.add_done_callback(self._execution_done)
@@ -199,11 +209,18 @@ class DynamicBatcher:
                 rows += len(head.rows)
         return batch
 
-    async def _execute(self, batch: list[_Pending]) -> None:
+    def _runs_inline(self, batch: list[_Pending]) -> bool:
+        rows = sum(len(pending.rows) for pending in batch)
+        return rows <= self.policy.inline_max_rows and not self._executions
+
+    async def _execute(self, batch: list[_Pending], inline: bool = False) -> None:
         inputs = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
-        loop = asyncio.get_running_loop()
         try:
-            outputs = await loop.run_in_executor(self._executor, self._run_in_chunks, inputs)
+            if inline:
+                outputs = self._run_in_chunks(inputs)
+            else:
+                loop = asyncio.get_running_loop()
+                outputs = await loop.run_in_executor(self._executor, self._run_in_chunks, inputs)
         except Exception as exc:
             if len(batch) == 1:
                 self.stats.failed += 1
@@ -213,7 +230,7 @@ class DynamicBatcher:
                 "batch of %d requests failed for %s (%s); re-running one by one", len(batch), self.name, exc
             )
             for pending in batch:
-                await self._execute([pending])
+                await self._execute([pending], inline)
             return
         self._scatter(batch, outputs)
 

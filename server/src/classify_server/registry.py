@@ -187,14 +187,23 @@ class ModelRegistry:
     async def _reconcile(self, only: str | None) -> None:
         on_disk = scan_repository(self.root)
         names = sorted((set(on_disk) | set(self._models)) if only is None else {only})
-        for name in names:
-            model = self._models.setdefault(name, _Model(name))
-            if not model.held:
-                await self._reconcile_model(model, on_disk.get(name, {}))
-            if name not in on_disk and not model.ready and not model.held:
-                del self._models[name]  # removed from disk and fully drained: forget it
-            else:
-                self._publish(model)
+        # Models load side by side: TensorFlow releases the GIL while it reads and warms a SavedModel, so
+        # start-up takes about as long as the slowest model instead of the sum of all of them.
+        outcomes = await asyncio.gather(
+            *(self._reconcile_name(name, on_disk.get(name, {})) for name in names), return_exceptions=True
+        )
+        for outcome in outcomes:  # every model got its turn; now report the first failure, if any
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _reconcile_name(self, name: str, on_disk: dict[int, Path]) -> None:
+        model = self._models.setdefault(name, _Model(name))
+        if not model.held:
+            await self._reconcile_model(model, on_disk)
+        if not on_disk and not model.ready and not model.held:
+            del self._models[name]  # removed from disk and fully drained: forget it
+        else:
+            self._publish(model)
 
     async def _reconcile_model(self, model: _Model, on_disk: dict[int, Path]) -> None:
         wanted = self._versions_for(model.name).select(on_disk)

@@ -84,6 +84,13 @@ class ServerSettings(BaseSettings):
     max_batches_in_flight: int = Field(
         1, ge=1, description="Executions of one model that may run at the same time, each on its own thread"
     )
+    inline_max_rows: int = Field(
+        1,
+        ge=0,
+        description="Executions of at most this many rows run on the event loop's thread when the model "
+        "is otherwise idle, skipping the worker-thread hand-off (lower latency for lone small requests); "
+        "0: always use worker threads",
+    )
     max_request_rows: int = Field(
         4096, ge=1, description="Most rows (images or texts) one request may carry; more is INVALID_ARGUMENT"
     )
