@@ -183,6 +183,7 @@ def test_bench_closed_loop_sweep_reports_client_and_server_figures(server: Serve
         assert step["server"]["requests"] == 200
         assert step["server"]["rows"] == 800
         assert 1 <= step["server"]["executions"] <= 200
+        assert 0 < step["client_cpu_us_per_request"] < 1e6 * step["seconds"] / step["requests"] * 2
     sequential = report["steps"][0]
     assert sequential["server"]["average_batch"] == pytest.approx(4.0)  # one request at a time: no merging
 

@@ -78,6 +78,8 @@ class StepResult:
     latencies_ns: list[int] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     server: dict[str, float] = field(default_factory=dict)
+    # CPU seconds this load generator spent during the step: shows whether the tool itself is a bottleneck.
+    client_cpu_seconds: float = 0.0
 
     @property
     def completed(self) -> int:
@@ -109,6 +111,9 @@ class StepResult:
             "rows_per_second": self.completed * self.batch_size / seconds,
             **percentiles,
             "max_ms": float(latencies_ms.max()) if len(latencies_ms) else None,
+            "client_cpu_us_per_request": 1e6 * self.client_cpu_seconds / self.completed
+            if self.completed
+            else None,
             "server": self.server,
         }
 
@@ -209,9 +214,10 @@ class LoadGenerator:
             await self._load(replace_duration(spec, spec.warmup), StepResult(spec, batch_size))
         before = await self.server_statistics(model)
         result = StepResult(spec, batch_size)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         await self._load(spec, result)
         result.seconds = time.perf_counter() - started
+        result.client_cpu_seconds = time.process_time() - cpu_started
         after = await self.server_statistics(model)
         result.server = statistics_delta(before, after)
         return result

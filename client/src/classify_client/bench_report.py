@@ -21,6 +21,7 @@ COLUMNS = (
     ("p99_ms", "p99 ms", "{:.2f}"),
     ("max_ms", "max ms", "{:.2f}"),
     ("errors", "errors", "{}"),
+    ("client_cpu_us_per_request", "tool CPU µs/req", "{:,.0f}"),
 )
 SERVER_COLUMNS = (
     ("executions", "executions", "{:,}"),
@@ -53,7 +54,7 @@ def print_table(
             console.print(f"concurrency {result.spec.concurrency}: errors {dict(result.errors)}")
     console.print(
         "server columns come from GetModelStatistics over each step: executions are model runs; "
-        "avg batch = rows per run"
+        "avg batch = rows per run; tool CPU is this load generator's own cost per answered request"
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -51,13 +52,22 @@ class ServerMetrics:
             registry=self.registry,
         )
         self.registry.register(ModelCollector(models))
+        # Bounded: model names are only loaded ones (or UNKNOWN_MODEL), codes and protocols are few.
+        self._children: dict[tuple[str, int | None, str, str], tuple[Any, Any]] = {}
 
     def observe(
         self, model: str | None, version: int | None, protocol: str, code: str, seconds: float
     ) -> None:
         name = model or UNKNOWN_MODEL
-        self._requests.labels(name, str(version or ""), protocol, code).inc()
-        self._latency.labels(name, protocol).observe(seconds)
+        key = (name, version, protocol, code)
+        children = self._children.get(key)
+        if children is None:  # labels() costs a lock and a lookup per call: resolve each series once
+            children = self._children[key] = (
+                self._requests.labels(name, str(version or ""), protocol, code),
+                self._latency.labels(name, protocol),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics on ``host:port`` (0 picks a free port) from a daemon thread; returns the port."""
