@@ -18,11 +18,14 @@ import pytest
 from conftest import ServerProcess, copy_model, health_status, launch_server
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+# The KServe V2 messages from tritonclient, as test_protocol_kserve uses: the client's vendored copy
+# would define the same proto symbols again in this process's descriptor pool.
+from tritonclient.grpc import service_pb2 as v2
+from tritonclient.grpc import service_pb2_grpc as v2_grpc
+
 from classify_client import Client, InvalidInputError, MessageTooLargeError, OverloadedError
 from classify_client._proto.classify.v1 import classify_pb2 as pb
 from classify_client._proto.classify.v1 import classify_pb2_grpc as pb_grpc
-from classify_client._proto.inference import grpc_predict_v2_pb2 as v2
-from classify_client._proto.inference import grpc_predict_v2_pb2_grpc as v2_grpc
 
 SMALL_MESSAGES = 64 * 1024
 LIMITS = ("--max-message-bytes", str(SMALL_MESSAGES), "--max-request-rows", "3000")
