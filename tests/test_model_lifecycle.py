@@ -7,6 +7,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -69,12 +70,19 @@ def wait_for(condition: Callable[[], bool], timeout: float = 120, what: str = "c
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class ContinuousLoad:
-    """Keeps requests flowing from a few threads and records every answer's version or error."""
+@dataclass(frozen=True)
+class Answer:
+    started: float  # time.monotonic() when the call was sent
+    finished: float
+    version: int
 
-    def __init__(self, target: str, model: str, threads: int = 4) -> None:
+
+class ContinuousLoad:
+    """Keeps requests flowing from many threads (a client each) and records every answer or error."""
+
+    def __init__(self, target: str, model: str, threads: int = 16) -> None:
         self.target, self.model = target, model
-        self.versions: list[int] = []
+        self.answers: list[Answer] = []
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
@@ -82,10 +90,13 @@ class ContinuousLoad:
     def _run(self) -> None:
         with Client(self.target, timeout=30) as client:
             while not self._stop.is_set():
+                started = time.monotonic()
                 try:
-                    self.versions.append(client.classify(self.model, images=DIGITS).version)
+                    version = client.classify(self.model, images=DIGITS).version
                 except Exception as exc:
                     self.errors.append(repr(exc))
+                else:
+                    self.answers.append(Answer(started, time.monotonic(), version))
 
     def __enter__(self) -> ContinuousLoad:
         for thread in self._threads:
@@ -117,20 +128,26 @@ def test_new_version_swaps_in_under_load_with_no_failed_requests(
 ) -> None:
     started = start_watching(private_server, watched_repository)
     model_dir = watched_repository / "mnist-mlp"
-    with ContinuousLoad(started.target, "mnist-mlp") as load:
-        time.sleep(1.0)
+    with ContinuousLoad(started.target, "mnist-mlp", threads=16) as load:
+        time.sleep(2.0)
         publish_version(model_dir, model_dir / "1", 2)
         wait_for(
             lambda: [v.version for v in summaries(started.target)["mnist-mlp"].versions] == [2],
             what="v2 only",
         )
-        time.sleep(1.0)
+        time.sleep(2.0)
     assert load.errors == []
-    assert len(load.versions) > 20
-    switch = load.versions.index(2)
-    assert set(load.versions[:switch]) == {1}
-    assert set(load.versions[switch:]) == {2}, "an answer came from v1 after v2 took over"
-    assert "model mnist-mlp version 1 unloaded" in started.log()
+    answers = sorted(load.answers, key=lambda answer: answer.started)
+    assert len(answers) > 200, "too little traffic to prove anything"
+    first_v2 = min(answer.finished for answer in answers if answer.version == 2)
+    before = [answer for answer in answers if answer.finished < first_v2]
+    after = [answer for answer in answers if answer.started > first_v2]
+    assert before and {answer.version for answer in before} == {1}
+    # Once v2 answered anyone, traffic never goes back: every call sent afterwards gets v2.
+    assert len(after) > 50 and {answer.version for answer in after} == {2}
+    log = started.log()
+    assert log.index("model mnist-mlp version 2 ready") < log.index("model mnist-mlp version 1 unloading")
+    assert "model mnist-mlp version 1 unloaded" in log
 
 
 def test_a_corrupt_new_version_is_reported_and_the_old_one_keeps_serving(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -13,6 +16,7 @@ import pytest
 from conftest import MODEL_NAMES, ServerProcess, copy_model, health_status
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from classify_client import ClassifyError, Client
 from classify_client._proto.classify.v1 import classify_pb2 as pb
 from classify_client._proto.classify.v1 import classify_pb2_grpc as pb_grpc
 from classify_client.formats import iter_jsonl, read_idx
@@ -299,27 +303,58 @@ def test_an_empty_repository_never_reports_serving(tmp_path: Path, private_serve
     assert "no model could be loaded" in started.log()
 
 
-def test_sigterm_finishes_requests_in_flight_then_exits_zero(
-    quick_repository: Path, tmp_path: Path, private_server, imdb_validation: tuple[list[str], np.ndarray]
+@dataclass(frozen=True)
+class Outcome:
+    started: float  # time.monotonic() when sent
+    finished: float
+    code: str  # OK or the status name
+
+
+def hammer(target: str, stop: threading.Event, outcomes: list[Outcome]) -> None:
+    """Closed loop of 128-image calls until ``stop``; records each call's outcome and timing."""
+    with Client(target, timeout=60) as client:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                client.classify("mnist-cnn", images=np.zeros((128, 28, 28), np.uint8))
+                code = "OK"
+            except ClassifyError as error:
+                code = error.code.name
+            outcomes.append(Outcome(started, time.monotonic(), code))
+            if code == "UNAVAILABLE":
+                stop.wait(0.05)  # the server is going away: do not spin
+
+
+def test_sigterm_under_load_answers_every_accepted_request_then_exits_zero(
+    quick_repository: Path, tmp_path: Path, private_server
 ) -> None:
     repository = tmp_path / "one"
     repository.mkdir()
-    copy_model(quick_repository, "imdb-lstm", repository)
-    started = private_server(repository, "--max-batch-size", "8")
+    copy_model(quick_repository, "mnist-cnn", repository)
+    # Small batches: 24 callers' 128-image requests take a few seconds to drain, so many are in flight.
+    started = private_server(repository, "--max-batch-size", "32")
     started.wait_serving()
-    texts = imdb_validation[0][:64]
-    with grpc.insecure_channel(started.target) as channel:
-        stub = pb_grpc.ClassifierStub(channel)
-        in_flight = [stub.Classify.future(text_request(texts), timeout=120) for _ in range(12)]
-        time.sleep(0.5)  # let them arrive and queue: 12 x 64 texts in batches of 8 take several seconds
-        assert not all(f.done() for f in in_flight), (
-            "requests finished before the signal; test proves nothing"
-        )
-        code = started.terminate()
-        results = [f.result() for f in in_flight]
+    stop, outcomes = threading.Event(), []
+    callers = [threading.Thread(target=hammer, args=(started.target, stop, outcomes)) for _ in range(24)]
+    for caller in callers:
+        caller.start()
+    time.sleep(3.0)
+    signalled = time.monotonic()
+    code = started.terminate()
+    stop.set()
+    for caller in callers:
+        caller.join(timeout=60)
     assert code == 0, started.log()
-    assert all(len(r.predictions) == 64 for r in results)
-    assert "shutting down" in started.log()
+    log = started.log()
+    in_progress = int(re.search(r"shutting down: (\d+) requests in progress", log).group(1))
+    assert in_progress >= 8, f"only {in_progress} requests in progress at SIGTERM: the test proves little"
+    assert "stopped" in log
+    assert {o.code for o in outcomes} <= {"OK", "UNAVAILABLE"}, "an accepted request was dropped"
+    # Sent well before the signal, so surely accepted: each was answered, many of them after the signal.
+    accepted = [o for o in outcomes if o.started < signalled - 1.0]
+    assert accepted and all(o.code == "OK" for o in accepted)
+    answered_while_draining = [o for o in outcomes if o.code == "OK" and o.started < signalled < o.finished]
+    assert len(answered_while_draining) >= 8
 
 
 def test_missing_repository_fails_with_a_clear_message(tmp_path: Path, private_server) -> None:

@@ -12,9 +12,11 @@ if TYPE_CHECKING:
     from .aio import AsyncClient
     from .client import ClassifyFuture, Client
     from .errors import (
+        REQUEST_ID_HEADER,
         ClassifyError,
         DeadlineExceededError,
         InvalidInputError,
+        MessageTooLargeError,
         ModelNotFoundError,
         OverloadedError,
         UnauthenticatedError,
@@ -43,6 +45,8 @@ _EXPORTS = {
     "InvalidInputError": "errors",
     "ModelNotFoundError": "errors",
     "OverloadedError": "errors",
+    "MessageTooLargeError": "errors",
+    "REQUEST_ID_HEADER": "errors",
     "DeadlineExceededError": "errors",
     "UnavailableError": "errors",
     "UnauthenticatedError": "errors",
@@ -59,6 +63,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "REQUEST_ID_HEADER",
     "AsyncClient",
     "ClassScore",
     "ClassifyError",
@@ -68,6 +73,7 @@ __all__ = [
     "DeadlineExceededError",
     "InputSpec",
     "InvalidInputError",
+    "MessageTooLargeError",
     "ModelInfo",
     "ModelMetadata",
     "ModelNotFoundError",

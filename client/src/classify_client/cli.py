@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 DEFAULT_TARGET = "127.0.0.1:8500"
+REQUEST_ID_HEADER = "x-request-id"  # errors.REQUEST_ID_HEADER; not imported, so --help stays free of grpc
 TARGET_HELP = "Server address HOST:PORT (or dns:///HOST:PORT); env CLASSIFY_TARGET."
 
 
@@ -58,6 +59,12 @@ def target_option(function: Any) -> Any:
     envvar="CLASSIFY_TOKEN",
     help="Bearer token for servers that require one (env CLASSIFY_TOKEN keeps it out of process lists).",
 )
+@click.option(
+    "--request-id",
+    envvar="CLASSIFY_REQUEST_ID",
+    help="Sent as x-request-id with every call (env CLASSIFY_REQUEST_ID): the server's log line about any "
+    "failed call names it. Without it the server makes up one per call and errors here show it.",
+)
 @click.option("--tls", is_flag=True, help="Connect with TLS, trusting the system's CAs (or --tls-ca).")
 @click.option(
     "--tls-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM CA to trust."
@@ -77,6 +84,7 @@ def main(
     *,
     headers: tuple[str, ...],
     token: str | None,
+    request_id: str | None,
     tls: bool,
     tls_ca: Path | None,
     tls_cert: Path | None,
@@ -85,8 +93,11 @@ def main(
     """Client of the Classify gRPC model service."""
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    call_headers = parse_headers(headers)
+    if request_id:
+        call_headers[REQUEST_ID_HEADER] = request_id
     context.obj = Connection(
-        headers=parse_headers(headers),
+        headers=call_headers,
         token=token,
         tls=tls or any(path is not None for path in (tls_ca, tls_cert, tls_key)),
         tls_files=(tls_ca, tls_cert, tls_key),

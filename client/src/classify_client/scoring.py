@@ -17,7 +17,7 @@ import numpy as np
 
 from .client import Client
 from .conversions import Inputs
-from .errors import ClassifyError, InvalidInputError
+from .errors import ClassifyError, InvalidInputError, MessageTooLargeError
 from .inputs import InputRow
 from .outputs import OutputRow, RowWriter
 from .types import ClassifyResult, ClassScore
@@ -182,15 +182,17 @@ class Scorer:
             try:
                 result = pending.result()
             except ClassifyError as error:
-                if error.code in RETRYABLE and attempt < self._retry.attempts:
+                too_large = isinstance(error, MessageTooLargeError)  # waiting cannot shrink it
+                if error.code in RETRYABLE and not too_large and attempt < self._retry.attempts:
                     time.sleep(self._retry.pause(attempt))
                     attempt += 1
                     pending = self._backend.submit(inputs)
                     continue
                 if error.code in FATAL:
                     raise
-                if isinstance(error, InvalidInputError):
-                    # One bad row fails the whole call: ask row by row to find it and score the others.
+                if isinstance(error, InvalidInputError) or too_large:
+                    # One bad row fails the whole call: ask row by row to find it and score the others
+                    # (row by row also gets under a message size limit a whole batch broke).
                     return self._isolate(rows) if len(rows) > 1 else [error.details or error.code.name]
                 return [f"{error.code.name}: {error.details}"] * len(rows)
             if len(result.predictions) != len(rows):

@@ -14,7 +14,9 @@ from classify_client._proto.classify.v1 import classify_pb2_grpc
 
 from . import kserve_servicer
 from .batcher import BatchingPolicy
+from .calls import CallGuard, GuardedRegistration
 from .data_plane import DataPlane
+from .limits import ConcurrencyLimit
 from .metrics import ServerMetrics
 from .registry import READY, ModelRegistry, ModelState
 from .runner import configure_tensorflow
@@ -66,18 +68,22 @@ class ClassifyServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
+        self.concurrency = ConcurrencyLimit(settings.max_concurrent_requests)
+        # The data services register through the guard (request ids, concurrency limit); health and
+        # reflection below register directly, so probes are never counted or refused.
+        guarded = GuardedRegistration(self.server, CallGuard(self.concurrency))
         classify_pb2_grpc.add_ClassifierServicer_to_server(
-            ClassifierServicer(self.data_plane, settings.stream_window), self.server
+            ClassifierServicer(self.data_plane, settings.stream_window), guarded
         )
         kserve_servicer.pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-            kserve_servicer.InferenceServicer(self.data_plane, settings.stream_window), self.server
+            kserve_servicer.InferenceServicer(self.data_plane, settings.stream_window), guarded
         )
         # TF Serving's servicer imports TensorFlow's generated protos: imported here, where the server
         # already has TensorFlow, never by anything the client distribution imports.
         from . import tfserving_servicer
 
         tfserving_servicer.prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            tfserving_servicer.PredictionServicer(self.data_plane), self.server
+            tfserving_servicer.PredictionServicer(self.data_plane), guarded
         )
         self.services = (SERVICE_NAME, kserve_servicer.SERVICE_NAME, tfserving_servicer.SERVICE_NAME)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -131,10 +137,16 @@ class ClassifyServer:
             self.port,
             self._security_summary(),
             self.settings.model_repository,
+            extra={"event": "server_listening", "port": self.port},
         )
         if self.metrics is not None:
             self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
-            log.info("metrics on http://%s:%d/metrics", self.settings.host, self.metrics_port)
+            log.info(
+                "metrics on http://%s:%d/metrics",
+                self.settings.host,
+                self.metrics_port,
+                extra={"event": "metrics_listening", "port": self.metrics_port},
+            )
         await self.registry.reconcile()
         self._started = True
         ready = self.registry.ready_count()
@@ -146,10 +158,18 @@ class ClassifyServer:
         if self.settings.poll_seconds > 0:
             self._watcher = asyncio.create_task(self.registry.watch(self.settings.poll_seconds))
         if ready:
-            log.info("SERVING %d model(s) on %s:%d", ready, self.settings.host, self.port)
+            log.info(
+                "SERVING %d model(s) on %s:%d",
+                ready,
+                self.settings.host,
+                self.port,
+                extra={"event": "server_serving", "models": ready},
+            )
         else:
             log.error(
-                "no model could be loaded from %s; NOT_SERVING until one can", self.settings.model_repository
+                "no model could be loaded from %s; NOT_SERVING until one can",
+                self.settings.model_repository,
+                extra={"event": "server_not_serving"},
             )
 
     def _security_summary(self) -> str:
@@ -162,13 +182,18 @@ class ClassifyServer:
 
     async def stop(self) -> None:
         """Readiness goes NOT_SERVING, new calls are refused, accepted ones finish within the grace period."""
-        log.info("shutting down: finishing accepted requests (grace %.1f s)", self.settings.grace_seconds)
+        log.info(
+            "shutting down: %d requests in progress finish first (grace %.1f s); new ones are refused",
+            self.concurrency.in_progress,
+            self.settings.grace_seconds,
+            extra={"event": "server_stopping", "in_progress": self.concurrency.in_progress},
+        )
         await self.health.enter_graceful_shutdown()
         if self._watcher is not None:
             self._watcher.cancel()
         await self.server.stop(self.settings.grace_seconds)
         await self.registry.close()
-        log.info("stopped")
+        log.info("stopped", extra={"event": "server_stopped"})
 
 
 async def serve(settings: ServerSettings) -> None:

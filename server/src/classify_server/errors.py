@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import grpc
 
+from .request_ids import current_call
+
 log = logging.getLogger(__name__)
 
 
@@ -56,12 +58,44 @@ def code_of(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The status code and message a caller sees for an exception raised while serving."""
+def status_of(exc: BaseException, model: str = "") -> tuple[grpc.StatusCode, str]:
+    """The status code and message a caller sees for an exception raised while serving, logged once.
+
+    ``model`` is the model the request named, for the log line; the request id comes from the call.
+    """
     if isinstance(exc, ClassifyServerError):
-        return exc.code, str(exc)
-    log.exception("unexpected error while serving", exc_info=exc)
-    return grpc.StatusCode.INTERNAL, f"internal server error ({type(exc).__name__}); see the server log"
+        code, message = exc.code, str(exc)
+        if log.isEnabledFor(logging.WARNING):
+            _log_failure(logging.WARNING, code, message, model, None)
+        return code, message
+    code = grpc.StatusCode.INTERNAL
+    message = f"internal server error ({type(exc).__name__}); see the server log"
+    _log_failure(logging.ERROR, code, f"unexpected {type(exc).__name__}: {exc}", model, exc)
+    return code, message
+
+
+def _log_failure(
+    level: int, code: grpc.StatusCode, message: str, model: str, exc: BaseException | None
+) -> None:
+    """One line per failed request: its id, status, model and method, and what was wrong."""
+    request_id, method = current_call.get()
+    log.log(
+        level,
+        "request %s failed: %s (model %s, %s): %s",
+        request_id or "-",
+        code.name,
+        model or "-",
+        method or "-",
+        message,
+        exc_info=exc,
+        extra={
+            "event": "request_failed",
+            "request_id": request_id,
+            "method": method,
+            "code": code.name,
+            "model": model,
+        },
+    )
 
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
@@ -75,7 +109,17 @@ def grpc_errors(handler: Handler) -> Handler:
         try:
             return await handler(self, request, context)
         except Exception as exc:
-            code, message = status_of(exc)
+            code, message = status_of(exc, model_of(request))
         await context.abort(code, message)
 
     return wrapper  # type: ignore[return-value]
+
+
+def model_of(request: Any) -> str:
+    """The model a request of any protocol names (native, KServe V2, TF Serving), for log lines."""
+    for field in ("model", "model_name", "name"):  # native, KServe V2 infer, KServe V2 metadata
+        name = getattr(request, field, None)
+        if isinstance(name, str) and name:
+            return name
+    spec = getattr(request, "model_spec", None)
+    return str(getattr(spec, "name", "")) if spec is not None else ""

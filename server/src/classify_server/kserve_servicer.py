@@ -112,7 +112,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             response = await self._infer(request, context.time_remaining())
         except Exception as exc:
-            _, message = status_of(exc)
+            _, message = status_of(exc, request.model_name)
             return pb.ModelStreamInferResponse(
                 error_message=message,
                 infer_response=pb.ModelInferResponse(

@@ -4,26 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 
 from pydantic import ValidationError
-from pydantic_settings import CliApp
 
+from .config_file import ConfigFileError
+from .logs import configure_logging
 from .repository import ModelSpecError
-from .settings import ServerSettings
+from .settings import ServerSettings, load_settings
+
+log = logging.getLogger("classify_server")
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        settings = CliApp.run(ServerSettings, cli_args=sys.argv[1:] if argv is None else argv)
+        settings = load_settings(sys.argv[1:] if argv is None else argv)
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors())
         print(f"classify-server: invalid settings: {problems}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    except ConfigFileError as exc:
+        print(f"classify-server: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.log_format == "json":
+        # TensorFlow's C++ side writes plain lines to stderr, outside Python logging; keep its INFO chatter
+        # out of a JSON stream (its warnings and errors still show). An explicit setting wins.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    changed = _summary(settings)
+    log.info("settings: %s", changed, extra={"event": "settings", "settings": changed})
     try:
         asyncio.run(_serve(settings))
     except (ModelSpecError, RuntimeError) as exc:
@@ -40,6 +50,14 @@ def _describe(error: dict) -> str:
     flag, env = "--" + field.replace("_", "-"), "CLASSIFY_" + field.upper()
     message = error["msg"]
     return f"{flag} (or {env}): {message[:1].lower()}{message[1:]}"
+
+
+def _summary(settings: ServerSettings) -> dict[str, object]:
+    """Every setting that differs from its default, with secrets masked: what this process runs with."""
+    changed = settings.model_dump(mode="json", exclude_defaults=True)
+    if "auth_tokens" in changed:
+        changed["auth_tokens"] = f"<{len(settings.auth_tokens)} token(s)>"
+    return changed
 
 
 async def _serve(settings: ServerSettings) -> None:

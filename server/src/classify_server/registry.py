@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .batcher import BatchingPolicy, DynamicBatcher
 from .errors import ModelNotFoundError, UnavailableError
+from .logs import lifecycle
 from .repository import ModelSpec, read_model_spec, scan_repository, version_fingerprint
 from .runner import SavedModelRunner
 from .version_policy import VersionPolicy
@@ -223,12 +224,25 @@ class ModelRegistry:
 
     async def _load(self, model: _Model, version: int, path: Path, fingerprint: tuple[float, ...]) -> None:
         model.states[version] = VersionState(version, LOADING)
+        log.info(
+            "model %s version %d loading from %s",
+            model.name,
+            version,
+            path,
+            extra=lifecycle("loading", model.name, version, path=str(path)),
+        )
         self._publish(model)
         try:
             spec = read_model_spec(path)
             runner, seconds = await asyncio.to_thread(_load_and_warm, spec)
         except Exception as exc:  # a broken export must never take the server down
-            log.error("model %s version %d failed to load: %s", model.name, version, exc)
+            log.error(
+                "model %s version %d failed to load: %s",
+                model.name,
+                version,
+                exc,
+                extra=lifecycle("failed", model.name, version, reason=str(exc)),
+            )
             model.states[version] = VersionState(version, FAILED, str(exc))
             model.failed_fingerprints[version] = fingerprint
             return
@@ -238,17 +252,30 @@ class ModelRegistry:
         model.task = spec.task
         model.states[version] = VersionState(version, READY)
         model.failed_fingerprints.pop(version, None)
-        log.info("model %s version %d ready (load and warmup %.2f s)", model.name, version, seconds)
+        log.info(
+            "model %s version %d ready (load and warmup %.2f s)",
+            model.name,
+            version,
+            seconds,
+            extra=lifecycle("ready", model.name, version, seconds=round(seconds, 3)),
+        )
         self._publish(model)
 
     async def _unload(self, model: _Model, version: int) -> None:
         loaded = model.ready.pop(version)  # from here on no new request can reach it
         model.states[version] = VersionState(version, UNLOADING)
+        log.info(
+            "model %s version %d unloading: queued requests finish first",
+            model.name,
+            version,
+            extra=lifecycle("unloading", model.name, version),
+        )
         self._publish(model)
         # Requests already queued or running finish first; shielded so a cancelled poll cannot cut a drain.
         await asyncio.shield(loaded.batcher.close())
         del model.states[version]
-        log.info("model %s version %d unloaded", model.name, version)
+        extra = lifecycle("unloaded", model.name, version)
+        log.info("model %s version %d unloaded", model.name, version, extra=extra)
 
     def _publish(self, model: _Model) -> None:
         self._on_state(model.summary())

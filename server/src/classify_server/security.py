@@ -7,13 +7,15 @@ balancers and orchestrators can probe without a secret.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from .errors import UnauthenticatedError, status_of
+from .request_ids import REQUEST_ID_HEADER, current_call
 
 OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/",)
 
@@ -62,8 +64,15 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(OPEN_METHOD_PREFIXES):
             return handler
-        problem = self._problem(dict(handler_call_details.invocation_metadata or ()))
-        return handler if problem is None else _refusing(handler, UnauthenticatedError(problem))
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        problem = self._problem(metadata)
+        if problem is None:
+            return handler
+        # Refused before the call guard runs: log it here, under the caller's request id when it sent one.
+        request_id = str(metadata.get(REQUEST_ID_HEADER, ""))
+        with _in_call(request_id, handler_call_details.method):
+            code, message = status_of(UnauthenticatedError(problem))
+        return _refusing(handler, code, message)
 
     def _problem(self, metadata: dict[str, Any]) -> str | None:
         header = metadata.get("authorization")
@@ -79,9 +88,17 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         return None
 
 
-def _refusing(handler: grpc.RpcMethodHandler, error: UnauthenticatedError) -> grpc.RpcMethodHandler:
+@contextmanager
+def _in_call(request_id: str, method: str) -> Iterator[None]:
+    token = current_call.set((request_id, method))
+    try:
+        yield
+    finally:
+        current_call.reset(token)
+
+
+def _refusing(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
     """A handler of the same shape as ``handler`` that only refuses the call."""
-    code, message = status_of(error)
 
     async def refuse_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort(code, message)

@@ -49,7 +49,7 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
         try:
             result = await self._plane.classify(_call(request, context.time_remaining()))
         except Exception as exc:
-            code, message = status_of(exc)
+            code, message = status_of(exc, request.model)
             error = pb.StreamError(code=code.value[0], message=message)
             return pb.ClassifyStreamResponse(request_id=request.request_id, error=error)
         return pb.ClassifyStreamResponse(request_id=request.request_id, response=_response(request, result))

@@ -1,20 +1,31 @@
-"""The server's settings: one typed object read from flags and CLASSIFY_* environment variables."""
+"""The server's settings: one typed object read from flags, CLASSIFY_* variables and a config file."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    CliApp,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from .config_file import ConfigFileSource, config_file_path, reading_config_file
 from .version_policy import VersionPolicy
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ServerSettings(BaseSettings):
     """Serve every model in a Classify model repository over gRPC.
 
-    Each setting is a flag (``--max-batch-size 64``) and an environment variable
-    (``CLASSIFY_MAX_BATCH_SIZE=64``); a flag wins over the environment.
+    Each setting is a flag (--max-batch-size 64), an environment variable (CLASSIFY_MAX_BATCH_SIZE=64)
+    and a key of the optional --config-file (TOML or JSON: max_batch_size = 64). A flag wins over the
+    environment, the environment over the file, the file over the defaults shown here.
     """
 
     model_config = SettingsConfigDict(
@@ -22,7 +33,14 @@ class ServerSettings(BaseSettings):
         cli_prog_name="classify-server",
         cli_kebab_case=True,
         cli_implicit_flags=True,
+        cli_show_env_vars=True,
         extra="forbid",
+    )
+
+    config_file: Path | None = Field(
+        None,
+        description="TOML (.toml) or JSON (.json) file of settings, keyed by setting name "
+        "(max_batch_size or max-batch-size); flags and CLASSIFY_* variables override it",
     )
 
     model_repository: Path = Field(
@@ -99,7 +117,17 @@ class ServerSettings(BaseSettings):
     )
     max_text_chars: int = Field(100_000, ge=1, description="Longest text accepted, in characters")
     max_message_bytes: int = Field(
-        64 * 1024 * 1024, ge=4 * 1024 * 1024, description="Largest gRPC message, both directions"
+        64 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Largest gRPC message, both directions; a bigger request or answer fails with "
+        "RESOURCE_EXHAUSTED",
+    )
+    max_concurrent_requests: int = Field(
+        0,
+        ge=0,
+        description="Requests (and open streams) served at once over all models and protocols; one more "
+        "is refused at once with RESOURCE_EXHAUSTED. Health checks and reflection are not counted. "
+        "0: unlimited (the per-model queues still bound the work: --queue-capacity-rows)",
     )
     stream_window: int = Field(
         32, ge=1, description="Requests of one ClassifyStream processed concurrently before reading more"
@@ -113,7 +141,34 @@ class ServerSettings(BaseSettings):
     inter_op_threads: int = Field(
         1, ge=0, description="TensorFlow inter-op threads; 0 lets TensorFlow decide"
     )
-    log_level: str = Field("INFO", description="Python logging level")
+    log_level: str = Field(
+        "INFO",
+        description="Least severe log lines written (DEBUG, INFO, WARNING, ERROR, CRITICAL): WARNING has a "
+        "line per failed request, INFO adds model and server lifecycle events; successful requests are never "
+        "logged (see the metrics)",
+    )
+    log_format: Literal["plain", "json"] = Field(
+        "plain", description="plain text lines, or one JSON object per line with the fields apart"
+    )
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, level: str) -> str:
+        if level.upper() not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(LOG_LEVELS)}")
+        return level.upper()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Highest priority first; pydantic-settings puts the command line in front of all of these.
+        return (init_settings, env_settings, ConfigFileSource(settings_cls), file_secret_settings)
 
     @field_validator("version_policy")
     @classmethod
@@ -142,3 +197,12 @@ class ServerSettings(BaseSettings):
         if not path.is_dir():
             raise ValueError(f"{path} is not a folder")
         return path
+
+
+def load_settings(argv: Sequence[str]) -> ServerSettings:
+    """Settings from the command line, the environment and the config file the two of them name.
+
+    Raises pydantic's ValidationError for bad values and ConfigFileError for an unreadable file.
+    """
+    with reading_config_file(config_file_path(argv)):
+        return CliApp.run(ServerSettings, cli_args=list(argv))

@@ -1,0 +1,60 @@
+"""Logging set-up: plain lines for people, or one JSON object per line for log pipelines.
+
+Messages are written to read well on their own (the plain format prints only them); structured fields
+travel in ``extra=`` and the JSON format emits each as a key of its own, so a pipeline can filter on
+``event``, ``model``, ``version``, ``request_id`` or ``code`` without parsing text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+LogFormat = Literal["plain", "json"]
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=`` and is a field.
+_STANDARD_ATTRIBUTES = frozenset(
+    vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None)).keys() | {"message", "asctime"}
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the record's extra fields, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        # default=str: a Path or an enum in a field must never cost the log line.
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str, log_format: LogFormat) -> None:
+    """Send every logger (ours, grpc's, TensorFlow's Python side, warnings) to stderr in one format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(PLAIN_FORMAT))
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.captureWarnings(True)
+
+
+def lifecycle(event: str, model: str, version: int, **fields: Any) -> dict[str, Any]:
+    """The ``extra=`` of a model lifecycle line: loading, ready, failed, unloading, unloaded."""
+    return {"event": f"model_{event}", "model": model, "version": version, **fields}
