@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         UnauthenticatedError,
         UnavailableError,
     )
+    from .retry import RetryPolicy
     from .settings import tls_credentials
     from .types import (
         ClassifyResult,
@@ -56,6 +57,7 @@ _EXPORTS = {
     "StreamReply": "types",
     "VersionStatus": "types",
     "tls_credentials": "settings",
+    "RetryPolicy": "retry",
 }
 
 __all__ = [
@@ -73,6 +75,7 @@ __all__ = [
     "ModelNotFoundError",
     "OverloadedError",
     "Prediction",
+    "RetryPolicy",
     "StreamReply",
     "StreamRequest",
     "UnauthenticatedError",
