@@ -117,7 +117,11 @@ class Connection:
     def client(self, target: str, timeout: float | None) -> Any:
         from .client import Client
 
-        return Client(target, timeout=timeout, headers=self.call_headers(), credentials=self.credentials())
+        # Interactive commands answer at once: an unreachable server is reported, not waited for
+        # (`classify health --wait` is the way to wait).
+        return Client(
+            target, timeout=timeout, headers=self.call_headers(), credentials=self.credentials(), retry=None
+        )
 
 
 @main.command()
@@ -165,7 +169,7 @@ class Connection:
 @click.option(
     "--max-attempts",
     type=click.IntRange(min=1),
-    default=10,
+    default=20,
     show_default=True,
     help="Tries per call when the server is UNAVAILABLE (restarting, loading); 1 never retries. "
     "--timeout bounds the retries of one call.",

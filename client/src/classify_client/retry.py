@@ -42,7 +42,7 @@ class RetryPolicy:
     retries a second whatever the traffic, so one client cannot multiply a struggling server's load.
     """
 
-    max_attempts: int = 10
+    max_attempts: int = 20
     initial_backoff: float = 0.1
     max_backoff: float = 5.0
     multiplier: float = 2.0

@@ -70,14 +70,11 @@ def run_score(options: ScoreOptions, reporter: StderrReporter | None = None) -> 
     except (ValueError, MissingDependencyError) as exc:  # FormatError is a ValueError
         raise JobError(str(exc)) from None
     check_label_count(source, external, options.labels)
-    with Client(
-        options.target,
-        timeout=options.timeout,
-        headers=options.headers,
-        credentials=options.credentials,
-        retry=options.retry,
-    ) as client:
-        metadata = fetch_metadata(client, options)
+    # The first call does not retry: a wrong address or a stopped server is a whole-job mistake to report
+    # now, not after --timeout. Once the job runs, calls retry (a server restarting mid-job).
+    with _client(options, retry=None) as probe:
+        metadata = fetch_metadata(probe, options)
+    with _client(options, retry=options.retry) as client:
         check_input_kind(source, metadata, options)
         label_map = LabelMap(metadata.labels)
         if external is not None:
@@ -98,7 +95,9 @@ def run_score(options: ScoreOptions, reporter: StderrReporter | None = None) -> 
             rows = itertools.islice(rows, resumed.rows, None)
         backend = make_backend(client, metadata, options)
         try:
-            summary = score_rows(rows, backend, metadata, options, reporter or StderrReporter(total), resumed)
+            summary = score_rows(
+                rows, backend, metadata, options, reporter or StderrReporter(total), resumed=resumed
+            )
         finally:
             if hasattr(backend, "close"):
                 backend.close()
@@ -108,6 +107,16 @@ def run_score(options: ScoreOptions, reporter: StderrReporter | None = None) -> 
     if options.summary_json is not None:
         write_summary_json(options.summary_json, summary)
     return summary
+
+
+def _client(options: ScoreOptions, *, retry: RetryPolicy | None) -> Client:
+    return Client(
+        options.target,
+        timeout=options.timeout,
+        headers=options.headers,
+        credentials=options.credentials,
+        retry=retry,
+    )
 
 
 def make_backend(client: Client, metadata: ModelMetadata, options: ScoreOptions) -> Backend:

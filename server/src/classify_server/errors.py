@@ -56,12 +56,27 @@ def code_of(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+# Messages quote what the caller sent (a model name, a tensor name). gRPC carries the message in a
+# trailer, and clients drop trailers over 16 KiB: a 100 kB model name would turn NOT_FOUND into the
+# client's own RESOURCE_EXHAUSTED ("metadata size exceeds hard limit"), and over 8 KiB they may. 2,000
+# UTF-8 bytes stay below that even when every byte is percent-encoded (3 bytes each on the wire).
+MAX_MESSAGE_BYTES = 2000
+
+
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message a caller sees for an exception raised while serving."""
     if isinstance(exc, ClassifyServerError):
-        return exc.code, str(exc)
+        return exc.code, bounded(str(exc))
     log.exception("unexpected error while serving", exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal server error ({type(exc).__name__}); see the server log"
+
+
+def bounded(message: str) -> str:
+    encoded = message.encode("utf-8")
+    if len(encoded) <= MAX_MESSAGE_BYTES:
+        return message
+    kept = encoded[: MAX_MESSAGE_BYTES - 40].decode("utf-8", errors="ignore")
+    return f"{kept}... ({len(message) - len(kept)} more characters)"
 
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
