@@ -34,5 +34,6 @@ def test_harness_runs_fuzz_soak_and_overload_and_prints_the_table(
     for overload in overloads:
         outcomes = overload["details"]["outcomes"]
         assert outcomes.get("RESOURCE_EXHAUSTED", 0) > 0, outcomes  # it sheds instead of queueing forever
-        assert set(outcomes) <= {"OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"}, outcomes
+        # Served, shed, or dropped at the deadline (CANCELLED too: see OVERLOAD_OUTCOMES in harness.py).
+        assert set(outcomes) <= {"OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "CANCELLED"}, outcomes
         assert overload["details"]["recovery_errors"] == 0
