@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections import Counter
@@ -286,7 +287,7 @@ def fuzz_server(
         services = rpcs(models, tf_serving)
         total_weight = sum(rpc.weight for rpc in services)
         for rpc in services:
-            share = max(5, round(cases * rpc.weight / total_weight))
+            share = max(5, math.ceil(cases * rpc.weight / total_weight))  # ceil: never fewer than asked
             before = report.cases
             run_one(fuzzer, rpc, share, seed)
             if progress:

@@ -43,7 +43,7 @@ def test_every_rpc_answers_only_documented_statuses_and_the_server_keeps_serving
         json.dumps({key: report[key] for key in ("cases", "failures", "unparseable", "seconds", "outcomes")})
     )
     assert report["failures"] == 0, json.dumps(report["examples"], indent=1)[:4000]
-    assert report["cases"] >= 0.95 * CASES  # shares are rounded per RPC
+    assert report["cases"] >= CASES
     # Every RPC was tried, and the inputs reached both the happy path and the validation paths.
     assert len(report["by_rpc"]) == 20, sorted(report["by_rpc"])
     assert {"OK", "INVALID_ARGUMENT", "NOT_FOUND"} <= set(report["outcomes"])
