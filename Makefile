@@ -9,7 +9,7 @@ MODEL_REPOSITORY ?= models
 DEMO_DIR ?= .demo
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint proto check-proto bench clean
+.PHONY: install demo test lint proto check-proto bench reliability clean
 
 install: $(STAMP)
 
@@ -18,7 +18,7 @@ $(STAMP): constraints.txt client/pyproject.toml server/pyproject.toml training/p
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt \
 		-e './client[images]' -e './server[cpu]' -e './training[cpu]' \
-		grpcio-tools pytest ruff 'tritonclient[grpc]'
+		grpcio-tools pytest hypothesis ruff 'tritonclient[grpc]'
 	# Test-only: TF Serving's real client stubs. Its wheel depends on the distribution named `tensorflow`,
 	# which would add a second TensorFlow beside tensorflow-cpu; the stubs need only protobuf and grpcio.
 	$(BIN)/pip install --quiet -c constraints.txt --no-deps tensorflow-serving-api
@@ -46,6 +46,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/classify-train all --quick --if-empty --data-dir '$(DATA_DIR)' --export '$(MODEL_REPOSITORY)'
 	$(BIN)/python server/benchmarks/serving_limits.py --model-repository '$(MODEL_REPOSITORY)' $(BENCH_ARGS)
+
+# Fuzz, soak, overload and a server restart under a scoring job, one table (docs: README, Reliability).
+# CPU heavy at full scale (~15 min); RELIABILITY_ARGS='--scale 0.05' for a quick look.
+reliability: $(STAMP)
+	$(BIN)/classify-train all --quick --if-empty --data-dir '$(DATA_DIR)' --export '$(MODEL_REPOSITORY)'
+	$(BIN)/python tests/reliability/harness.py --model-repository '$(MODEL_REPOSITORY)' \
+		--data-dir '$(DATA_DIR)' $(RELIABILITY_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo

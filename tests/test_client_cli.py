@@ -85,7 +85,10 @@ def test_bad_output_extension_is_a_usage_error_before_any_work(tmp_path: Path) -
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"\x00\x00\x08\x03\x00\x00\x00\x05\x00\x00\x00\x1c\x00\x00\x00\x1c" + bytes(100), "file truncated"),
+        (
+            b"\x00\x00\x08\x03\x00\x00\x00\x01\x00\x00\x00\x1c\x00\x00\x00\x1c" + bytes(800),
+            "trailing bytes",
+        ),
         (b"hello, not idx", "not an IDX file"),
     ],
 )

@@ -75,24 +75,38 @@ def test_idx_stream_crosses_block_boundaries(tmp_path: Path, mnist, monkeypatch)
     np.testing.assert_array_equal(images_of(open_input(path)), mnist[0])
 
 
-def test_truncated_idx_is_refused_before_any_row(tmp_path: Path, mnist) -> None:
+def test_truncated_idx_keeps_every_declared_row_and_names_the_missing_ones(tmp_path: Path, mnist) -> None:
     path = tmp_path / "t10k-images-idx3-ubyte"
     write_idx(path, mnist[0])
-    path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(FormatError, match=r"needs 31360 \(file truncated\?\)"):
-        open_input(path)
-    gz = tmp_path / "t10k-images-idx3-ubyte.gz"
-    gz.write_bytes(gzip.compress(path.read_bytes()))
-    with pytest.raises(FormatError, match="file truncated"):
-        open_input(gz)
+    path.write_bytes(path.read_bytes()[:-100])  # the last image loses its final 100 bytes
+    for source in (open_input(path), open_input(gz_copy(path))):
+        rows = list(source.rows())
+        assert source.count == len(rows) == 40
+        good = [row for row in rows if row.error is None]
+        np.testing.assert_array_equal(np.stack([row.image for row in good]), mnist[0][:39])
+        assert rows[39].image is None
+        assert "ends after 31260 of 31360 bytes, inside image 39" in (rows[39].error or "")
+        assert [row.index for row in rows] == list(range(40))
 
 
-def test_cut_gzip_stream_is_a_whole_file_error(tmp_path: Path, mnist) -> None:
+def test_cut_gzip_stream_scores_what_it_delivered(tmp_path: Path, mnist) -> None:
     path = tmp_path / "images-idx3-ubyte.gz"
     write_idx(path, mnist[0])
     path.write_bytes(path.read_bytes()[:-200])
-    with pytest.raises(FormatError, match="gzip"):
-        open_input(path)
+    rows = list(open_input(path).rows())
+    assert len(rows) == 40
+    bad = [row for row in rows if row.error is not None]
+    assert bad, "a cut gzip stream cannot deliver every image"
+    assert all("corrupt gzip stream" in (row.error or "") for row in bad)
+    assert [row.index for row in bad] == list(range(40 - len(bad), 40))  # only the tail is missing
+    good = np.stack([row.image for row in rows if row.error is None])
+    np.testing.assert_array_equal(good, mnist[0][: len(good)])
+
+
+def gz_copy(path: Path) -> Path:
+    copy = path.with_name(path.name + ".gz")
+    copy.write_bytes(gzip.compress(path.read_bytes()))
+    return copy
 
 
 def test_not_idx_and_idx_labels_are_refused(tmp_path: Path, mnist) -> None:
@@ -255,3 +269,17 @@ def test_unknown_and_missing_inputs(tmp_path: Path) -> None:
     other.write_text("a,b\n")
     with pytest.raises(FormatError, match="cannot tell the input format; expected an IDX image file"):
         open_input(other)
+
+
+def test_a_bad_byte_in_json_lines_costs_its_line_only(tmp_path: Path, reviews: list[dict]) -> None:
+    lines = [
+        json.dumps({"text": reviews[0]["text"]}).encode(),
+        b'{"text": "caf\xe9 in latin-1"}',
+        json.dumps({"text": reviews[1]["text"]}).encode(),
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    rows = list(open_input(path).rows())
+    assert [row.source for row in rows] == ["mixed.jsonl:1", "mixed.jsonl:2", "mixed.jsonl:3"]
+    assert "invalid UTF-8 at byte 13" in (rows[1].error or "")
+    assert (rows[0].text, rows[2].text) == (reviews[0]["text"], reviews[1]["text"])

@@ -17,11 +17,11 @@ from classify_client.errors import ClassifyError, InvalidInputError, OverloadedE
 from classify_client.inputs import InputRow
 from classify_client.outputs import JsonlRowWriter
 from classify_client.progress import StderrReporter
-from classify_client.scoring import RetryPolicy, Scorer, batched
+from classify_client.scoring import BusyRetry, Scorer, batched
 from classify_client.types import ClassifyResult, ClassScore, Prediction
 
 LABELS = ["negative", "positive"]
-NO_PAUSE = RetryPolicy(attempts=3, first_pause=0.0)
+NO_PAUSE = BusyRetry(attempts=3, first_pause=0.0)
 
 
 class Answer:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         UnauthenticatedError,
         UnavailableError,
     )
+    from .retry import RetryPolicy
     from .settings import tls_credentials
     from .types import (
         ClassifyResult,
@@ -60,6 +61,7 @@ _EXPORTS = {
     "StreamReply": "types",
     "VersionStatus": "types",
     "tls_credentials": "settings",
+    "RetryPolicy": "retry",
 }
 
 __all__ = [
@@ -79,6 +81,7 @@ __all__ = [
     "ModelNotFoundError",
     "OverloadedError",
     "Prediction",
+    "RetryPolicy",
     "StreamReply",
     "StreamRequest",
     "UnauthenticatedError",

@@ -14,7 +14,6 @@ from grpc_health.v1 import health_pb2_grpc
 
 from . import health as health_protocol
 from ._proto.classify.v1 import classify_pb2, classify_pb2_grpc
-from .client import Deadline
 from .conversions import (
     as_inputs,
     check_top_k,
@@ -26,10 +25,12 @@ from .conversions import (
     result_from_response,
 )
 from .errors import ClassifyError, DeadlineExceededError, error_from_rpc
+from .retry import Deadline, Retrier, RetryPolicy
 from .settings import (
     DEFAULT_CHUNK_ROWS,
     DEFAULT_IN_FLIGHT,
     DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_RETRY,
     DEFAULT_TIMEOUT,
     UNSET,
     CallDefaults,
@@ -62,12 +63,14 @@ class AsyncClient:
         credentials: grpc.ChannelCredentials | None = None,
         token: str | None = None,
         options: ChannelOptions = (),
+        retry: RetryPolicy | None = DEFAULT_RETRY,
     ) -> None:
         if chunk_rows < 1 or in_flight < 1:
             raise ValueError("chunk_rows and in_flight must be at least 1")
         self.target = target
         self.chunk_rows = chunk_rows
         self.in_flight = in_flight
+        self._retrier = Retrier.of(retry)
         self._defaults = CallDefaults(timeout=timeout, headers=with_token(headers, token))
         args = channel_options(
             max_message_bytes=max_message_bytes, load_balancing=load_balancing, options=options
@@ -143,10 +146,9 @@ class AsyncClient:
     async def _call_classify(
         self, request: classify_pb2.ClassifyRequest, deadline: Deadline, metadata: Any
     ) -> ClassifyResult:
-        try:
-            response = await self._stub.Classify(request, timeout=deadline.remaining(), metadata=metadata)
-        except grpc.RpcError as error:
-            raise error_from_rpc(error) from None
+        response = await self._retrier.call_async(
+            lambda remaining: self._stub.Classify(request, timeout=remaining, metadata=metadata), deadline
+        )
         return result_from_response(response)
 
     # -- Streaming --------------------------------------------------------------------------------------
@@ -191,7 +193,7 @@ class AsyncClient:
     async def models(
         self, *, timeout: Timeout = UNSET, headers: Mapping[str, str] | None = None
     ) -> list[ModelInfo]:
-        response = await self._unary(
+        response = await self._idempotent(
             self._stub.ListModels, classify_pb2.ListModelsRequest(), timeout, headers
         )
         return [model_info_from_proto(model) for model in response.models]
@@ -205,7 +207,9 @@ class AsyncClient:
         headers: Mapping[str, str] | None = None,
     ) -> ModelMetadata:
         request = classify_pb2.GetModelMetadataRequest(model=model, version=version or 0)
-        return metadata_from_proto(await self._unary(self._stub.GetModelMetadata, request, timeout, headers))
+        return metadata_from_proto(
+            await self._idempotent(self._stub.GetModelMetadata, request, timeout, headers)
+        )
 
     async def health(
         self, service: str = "", *, timeout: Timeout = UNSET, headers: Mapping[str, str] | None = None
@@ -248,17 +252,15 @@ class AsyncClient:
                 )
             await asyncio.sleep(poll_interval)
 
-    async def _unary(
+    async def _idempotent(
         self, method: Any, request: Any, timeout: Timeout, headers: Mapping[str, str] | None
     ) -> Any:
-        try:
-            return await method(
-                request,
-                timeout=self._defaults.timeout_for(timeout),
-                metadata=self._defaults.metadata_for(headers),
-            )
-        except grpc.RpcError as error:
-            raise error_from_rpc(error) from None
+        """A unary call that is safe to send twice, so it retries per the client's policy."""
+        metadata = self._defaults.metadata_for(headers)
+        return await self._retrier.call_async(
+            lambda remaining: method(request, timeout=remaining, metadata=metadata),
+            Deadline(self._defaults.timeout_for(timeout)),
+        )
 
 
 async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:

@@ -128,7 +128,11 @@ class Connection:
     def client(self, target: str, timeout: float | None) -> Any:
         from .client import Client
 
-        return Client(target, timeout=timeout, headers=self.call_headers(), credentials=self.credentials())
+        # Interactive commands answer at once: an unreachable server is reported, not waited for
+        # (`classify health --wait` is the way to wait).
+        return Client(
+            target, timeout=timeout, headers=self.call_headers(), credentials=self.credentials(), retry=None
+        )
 
 
 @main.command()
@@ -167,6 +171,27 @@ class Connection:
     show_default=True,
     help="native: classify.v1 Classify; v2: KServe V2 / Open Inference Protocol ModelInfer.",
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Carry on from the complete rows of an existing --output (a killed job): no row is scored twice "
+    "or lost. Without an existing output it starts afresh.",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Tries per call when the server is UNAVAILABLE (restarting, loading); 1 never retries. "
+    "--timeout bounds the retries of one call.",
+)
+@click.option(
+    "--max-backoff",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="Longest pause between retries, in seconds (pauses start at 0.1 s and double, with jitter).",
+)
 @click.pass_obj
 def score(
     connection: Connection,
@@ -183,10 +208,14 @@ def score(
     in_flight: int,
     timeout: float,
     protocol: str,
+    resume: bool,
+    max_attempts: int,
+    max_backoff: float,
 ) -> None:
     """Score a file of images or texts with a model and write one result row per input."""
     from .outputs import output_format
     from .report import summary_lines
+    from .retry import RetryPolicy
     from .score_job import JobError, ScoreOptions, run_score
 
     try:
@@ -208,6 +237,10 @@ def score(
         headers=connection.call_headers(),
         credentials=connection.credentials(),
         protocol=protocol,
+        retry=RetryPolicy(
+            max_attempts=max_attempts, initial_backoff=min(0.1, max_backoff), max_backoff=max_backoff
+        ),
+        resume=resume,
     )
     try:
         summary = run_score(options)

@@ -25,10 +25,12 @@ from .conversions import (
     result_from_response,
 )
 from .errors import ClassifyError, DeadlineExceededError, error_from_rpc
+from .retry import Deadline, Retrier, RetryingFuture, RetryPolicy
 from .settings import (
     DEFAULT_CHUNK_ROWS,
     DEFAULT_IN_FLIGHT,
     DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_RETRY,
     DEFAULT_TIMEOUT,
     UNSET,
     CallDefaults,
@@ -41,30 +43,15 @@ from .streaming import reply_from_proto, stream_request_proto
 from .types import ClassifyResult, ModelInfo, ModelMetadata, StreamReply, StreamRequest
 
 
-class Deadline:
-    """One timeout shared by every RPC of a call that is split into chunks."""
-
-    def __init__(self, timeout: float | None) -> None:
-        self._end = None if timeout is None else time.monotonic() + timeout
-
-    def remaining(self) -> float | None:
-        if self._end is None:
-            return None
-        # Never hand gRPC a non-positive timeout: it would fail without saying which deadline passed.
-        return max(self._end - time.monotonic(), 0.001)
-
-
 class ClassifyFuture:
-    """A Classify call in flight; ``result()`` waits for it and raises ClassifyError on failure."""
+    """A Classify call in flight; ``result()`` waits for it (retrying per the client's policy) and raises
+    ClassifyError on failure."""
 
-    def __init__(self, future: grpc.Future) -> None:
+    def __init__(self, future: RetryingFuture[classify_pb2.ClassifyResponse, ClassifyResult]) -> None:
         self._future = future
 
     def result(self, timeout: float | None = None) -> ClassifyResult:
-        try:
-            return result_from_response(self._future.result(timeout=timeout))
-        except grpc.RpcError as error:
-            raise error_from_rpc(error) from None
+        return self._future.result(timeout=timeout)
 
     def done(self) -> bool:
         return self._future.done()
@@ -79,7 +66,9 @@ class Client:
     ``timeout`` and ``headers`` are defaults for every call; each method also takes its own
     ``timeout=`` (seconds, or None for no deadline) and ``headers=`` (merged over the defaults, sent as
     gRPC metadata with lowercase keys). Inputs larger than ``chunk_rows`` rows are split into chunks,
-    ``in_flight`` of them sent at once, and the answers joined in input order.
+    ``in_flight`` of them sent at once, and the answers joined in input order. Idempotent calls
+    (Classify, ListModels, GetModelMetadata) that fail with UNAVAILABLE are sent again per ``retry``
+    (see RetryPolicy; ``retry=None`` turns it off), within the call's timeout.
     """
 
     def __init__(
@@ -95,12 +84,14 @@ class Client:
         credentials: grpc.ChannelCredentials | None = None,
         token: str | None = None,
         options: ChannelOptions = (),
+        retry: RetryPolicy | None = DEFAULT_RETRY,
     ) -> None:
         if chunk_rows < 1 or in_flight < 1:
             raise ValueError("chunk_rows and in_flight must be at least 1")
         self.target = target
         self.chunk_rows = chunk_rows
         self.in_flight = in_flight
+        self._retrier = Retrier.of(retry)
         self._defaults = CallDefaults(timeout=timeout, headers=with_token(headers, token))
         args = channel_options(
             max_message_bytes=max_message_bytes, load_balancing=load_balancing, options=options
@@ -185,21 +176,24 @@ class Client:
             version=version,
             return_probabilities=return_probabilities,
         )
-        return ClassifyFuture(
-            self._stub.Classify.future(
-                request,
-                timeout=self._defaults.timeout_for(timeout),
-                metadata=self._defaults.metadata_for(headers),
-            )
+        return self._future(
+            request, Deadline(self._defaults.timeout_for(timeout)), self._defaults.metadata_for(headers)
         )
+
+    def _future(
+        self, request: classify_pb2.ClassifyRequest, deadline: Deadline, metadata: Any
+    ) -> ClassifyFuture:
+        def start(remaining: float | None) -> grpc.Future:
+            return self._stub.Classify.future(request, timeout=remaining, metadata=metadata)
+
+        return ClassifyFuture(RetryingFuture(start, result_from_response, self._retrier, deadline))
 
     def _call_classify(
         self, request: classify_pb2.ClassifyRequest, deadline: Deadline, metadata: Any
     ) -> ClassifyResult:
-        try:
-            response = self._stub.Classify(request, timeout=deadline.remaining(), metadata=metadata)
-        except grpc.RpcError as error:
-            raise error_from_rpc(error) from None
+        response = self._retrier.call(
+            lambda remaining: self._stub.Classify(request, timeout=remaining, metadata=metadata), deadline
+        )
         return result_from_response(response)
 
     def _classify_windowed(
@@ -210,8 +204,7 @@ class Client:
         results: list[ClassifyResult] = []
         try:
             for request in requests:
-                future = self._stub.Classify.future(request, timeout=deadline.remaining(), metadata=metadata)
-                pending.append(ClassifyFuture(future))
+                pending.append(self._future(request, deadline, metadata))
                 if len(pending) >= self.in_flight:
                     results.append(pending.popleft().result())
             while pending:
@@ -269,7 +262,7 @@ class Client:
         self, *, timeout: Timeout = UNSET, headers: Mapping[str, str] | None = None
     ) -> list[ModelInfo]:
         """The models the server answers with, newest ready version of each."""
-        response = self._unary(self._stub.ListModels, classify_pb2.ListModelsRequest(), timeout, headers)
+        response = self._idempotent(self._stub.ListModels, classify_pb2.ListModelsRequest(), timeout, headers)
         return [model_info_from_proto(model) for model in response.models]
 
     def load_model(
@@ -296,7 +289,7 @@ class Client:
     ) -> ModelMetadata:
         """Task, labels, input spec, metrics and versions of a model (newest ready version by default)."""
         request = classify_pb2.GetModelMetadataRequest(model=model, version=version or 0)
-        return metadata_from_proto(self._unary(self._stub.GetModelMetadata, request, timeout, headers))
+        return metadata_from_proto(self._idempotent(self._stub.GetModelMetadata, request, timeout, headers))
 
     def health(
         self, service: str = "", *, timeout: Timeout = UNSET, headers: Mapping[str, str] | None = None
@@ -357,3 +350,13 @@ class Client:
             )
         except grpc.RpcError as error:
             raise error_from_rpc(error) from None
+
+    def _idempotent(
+        self, method: Any, request: Any, timeout: Timeout, headers: Mapping[str, str] | None
+    ) -> Any:
+        """A unary call that is safe to send twice, so it retries per the client's policy."""
+        metadata = self._defaults.metadata_for(headers)
+        return self._retrier.call(
+            lambda remaining: method(request, timeout=remaining, metadata=metadata),
+            Deadline(self._defaults.timeout_for(timeout)),
+        )

@@ -7,7 +7,6 @@ same bytes the same way. Only numpy and the standard library: the client must st
 from __future__ import annotations
 
 import gzip
-import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -123,26 +122,30 @@ def iter_jsonl(path: str | Path) -> Iterator[JsonLine]:
     """Yield every non-blank line of a JSON lines file (gzipped or not), bad lines included as errors.
 
     Bad lines are yielded, not raised, so a scoring job can report them by position and go on; a caller
-    that wants strictness raises on the first ``error``.
+    that wants strictness raises on the first ``error``. Lines are decoded one at a time, so a bad byte
+    costs its own line only; a corrupt gzip stream ends the file with one error at the line it hit.
     """
     with open_maybe_gzip(path) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
         number = 0
         while True:
             try:
-                line = text.readline()
-            except UnicodeDecodeError as exc:
-                yield JsonLine(number + 1, None, f"invalid UTF-8: {exc.reason}")
-                return  # the decoder's position is lost; nothing after this can be trusted
+                line = raw.readline()
             except (OSError, EOFError) as exc:
-                yield JsonLine(number + 1, None, f"corrupt gzip stream: {exc}")
+                yield JsonLine(
+                    number + 1, None, f"corrupt gzip stream, the rest of the file is unreadable: {exc}"
+                )
                 return
             if not line:
                 return
             number += 1
-            if not line.strip():
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield JsonLine(number, None, f"invalid UTF-8 at byte {exc.start}: {exc.reason}")
                 continue
-            yield parse_json_line(number, line)
+            if not text.strip():
+                continue
+            yield parse_json_line(number, text)
 
 
 def parse_json_line(number: int, line: str) -> JsonLine:

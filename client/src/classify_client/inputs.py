@@ -1,8 +1,9 @@
 """Readers for the files ``classify score`` takes, as one stream of rows in input order.
 
-Whole-file problems (unreadable, not the format it looks like, truncated) raise FormatError before any
-row is produced, so the CLI can refuse the job up front. Problems of one row (a corrupt PNG, a bad JSON
-line, an empty text) travel as rows with ``error`` set, so the job reports them and goes on.
+Whole-file problems (unreadable, not the format it looks like) raise FormatError before any row is
+produced, so the CLI can refuse the job up front. Problems of one row (a corrupt PNG, a bad JSON line,
+an empty text, the images a truncated IDX file lacks) travel as rows with ``error`` set, so the job
+reports them by position, scores the rest, and the output still has one row per input row.
 Rows are produced lazily in blocks: a file far larger than memory streams through.
 """
 
@@ -105,7 +106,12 @@ def image_rows_shape(shape: tuple[int, ...], path: Path) -> int:
 
 
 class IdxImages:
-    """An IDX uint8 image file, streamed; its size is checked against the header before any row."""
+    """An IDX uint8 image file, streamed; its size is checked against the header before any row.
+
+    A file cut short (an interrupted download, gzip included) still yields one row per image its header
+    declares: the complete images are scored, the cut and missing ones are rows with an error, so the
+    output lines up with the labels file and says exactly which rows are missing.
+    """
 
     kind = IMAGE
 
@@ -113,25 +119,39 @@ class IdxImages:
         self.path = path
         with open_maybe_gzip(path) as stream:
             self._shape, self._header_bytes = read_idx_image_header(stream, path)
-            payload = count_bytes(stream, path)
+            payload, stream_error = count_bytes(stream)
         self.count = image_rows_shape(self._shape, path)
         expected = self.count * IMAGE_PIXELS
-        if payload != expected:
-            hint = " (file truncated?)" if payload < expected else " (trailing bytes)"
+        if payload > expected:
             raise FormatError(
-                path, f"IDX payload has {payload} bytes but shape {list(self._shape)} needs {expected}{hint}"
+                path,
+                f"IDX payload has {payload} bytes but shape {list(self._shape)} needs {expected} "
+                "(trailing bytes)",
+            )
+        self.complete = payload // IMAGE_PIXELS
+        self.damage: str | None = None
+        if payload < expected:
+            cause = f"corrupt gzip stream ({stream_error})" if stream_error else "file truncated"
+            self.damage = (
+                f"{cause}: the IDX payload ends after {payload} of {expected} bytes, "
+                f"inside image {self.complete}"
+                if payload % IMAGE_PIXELS
+                else f"{cause}: the IDX payload ends after {payload} of {expected} bytes, "
+                f"after image {self.complete - 1}"
             )
 
     def rows(self) -> Iterator[InputRow]:
         with open_maybe_gzip(self.path) as stream:
             stream.read(self._header_bytes)
-            for start in range(0, self.count, BLOCK_ROWS):
-                take = min(BLOCK_ROWS, self.count - start)
-                block = np.frombuffer(stream.read(take * IMAGE_PIXELS), dtype=np.uint8)
+            for start in range(0, self.complete, BLOCK_ROWS):
+                take = min(BLOCK_ROWS, self.complete - start)
+                block = np.frombuffer(read_exactly(stream, take * IMAGE_PIXELS), dtype=np.uint8)
                 block = block.reshape(take, IMAGE_SIDE, IMAGE_SIDE)
                 for offset in range(take):
                     index = start + offset
                     yield InputRow(index, f"{self.path.name}#{index}", image=block[offset])
+        for index in range(self.complete, self.count):
+            yield InputRow(index, f"{self.path.name}#{index}", error=f"image missing: {self.damage}")
 
 
 def read_idx_image_header(stream: io.BufferedIOBase | Any, path: Path) -> tuple[tuple[int, ...], int]:
@@ -149,15 +169,28 @@ def read_idx_image_header(stream: io.BufferedIOBase | Any, path: Path) -> tuple[
     return shape, 4 + 4 * ndim
 
 
-def count_bytes(stream: Any, path: Path) -> int:
-    """Bytes left in a (possibly gzip) stream, read in blocks so that memory stays bounded."""
+def read_exactly(stream: Any, size: int) -> bytes:
+    """``size`` bytes that count_bytes saw, read the same way (read1) so a cut later on cannot lose them."""
+    parts = []
+    while size > 0 and (part := stream.read1(size)):
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
+def count_bytes(stream: Any) -> tuple[int, str | None]:
+    """Bytes readable from a (possibly gzip) stream, read in blocks so that memory stays bounded, and
+    the error that stopped reading early (a cut or corrupt gzip stream), if any."""
     total = 0
     try:
-        while block := stream.read(1 << 20):
+        # read1, not read: a buffered read that hits a cut gzip stream drops everything it gathered.
+        while block := stream.read1(1 << 16):
             total += len(block)
     except (OSError, EOFError) as exc:
-        raise FormatError(path, f"corrupt or truncated gzip stream: {exc}") from exc
-    return total
+        # gzip gives up on the whole block it was decoding: the bytes counted so far are the ones it
+        # delivered, and rows() reads no further than that.
+        return total, str(exc)
+    return total, None
 
 
 class NpyImages:

@@ -1,4 +1,9 @@
-"""Writers for scored rows: CSV or JSON lines, chosen by the output file's extension."""
+"""Writers for scored rows: CSV or JSON lines, chosen by the output file's extension.
+
+Every row is exactly one line (CSV fields have their line breaks replaced by spaces; JSON escapes them),
+and the scorer flushes after each batch: a job killed at any instant leaves complete rows followed by
+at most one partial line, which is what lets ``classify score --resume`` carry on (see resume.py).
+"""
 
 from __future__ import annotations
 
@@ -44,6 +49,8 @@ class OutputRow:
 class RowWriter(Protocol):
     def write(self, row: OutputRow) -> None: ...
 
+    def flush(self) -> None: ...
+
 
 def output_format(path: str | Path) -> str:
     """ "csv" or "jsonl" from the extension; ValueError naming both otherwise."""
@@ -54,11 +61,17 @@ def output_format(path: str | Path) -> str:
 
 
 @contextmanager
-def open_writer(path: str | Path) -> Iterator[RowWriter]:
-    """A writer for ``path`` in the format its extension names; the file is closed on exit."""
+def open_writer(path: str | Path, *, append: bool = False) -> Iterator[RowWriter]:
+    """A writer for ``path`` in the format its extension names; the file is closed on exit.
+
+    ``append`` continues a file that already holds its header and complete rows (a resumed job).
+    """
     kind = output_format(path)
-    with Path(path).open("w", encoding="utf-8", newline="") as stream:
-        yield CsvRowWriter(stream) if kind == "csv" else JsonlRowWriter(stream)
+    with Path(path).open("a" if append else "w", encoding="utf-8", newline="") as stream:
+        if kind == "csv":
+            yield CsvRowWriter(stream, header=not append)
+        else:
+            yield JsonlRowWriter(stream)
 
 
 def format_top_k(classes: tuple[ClassScore, ...]) -> str:
@@ -66,10 +79,20 @@ def format_top_k(classes: tuple[ClassScore, ...]) -> str:
     return "|".join(f"{c.label}:{c.score:.4g}" for c in classes)
 
 
+def one_line(text: str) -> str:
+    """A CSV field without line breaks, so that every row is one line (resume finds rows by lines)."""
+    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+
+
 class CsvRowWriter:
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], *, header: bool = True) -> None:
+        self._stream = stream
         self._writer = csv.writer(stream)
-        self._writer.writerow(COLUMNS)
+        if header:
+            self._writer.writerow(COLUMNS)
+
+    def flush(self) -> None:
+        self._stream.flush()
 
     def write(self, row: OutputRow) -> None:
         correct = "" if row.correct is None else str(row.correct).lower()
@@ -77,13 +100,13 @@ class CsvRowWriter:
         self._writer.writerow(
             (
                 row.index,
-                row.source,
+                one_line(row.source),
                 row.label or "",
                 score,
                 format_top_k(row.classes),
                 row.true_label or "",
                 correct,
-                row.error or "",
+                one_line(row.error or ""),
             )
         )
 
@@ -94,6 +117,9 @@ class JsonlRowWriter:
 
     def write(self, row: OutputRow) -> None:
         self._stream.write(json.dumps(row_record(row), ensure_ascii=False) + "\n")
+
+    def flush(self) -> None:
+        self._stream.flush()
 
 
 def row_record(row: OutputRow) -> dict[str, Any]:

@@ -23,8 +23,10 @@ from .labels import LabelMap, check_labels, read_labels, resolve_labels
 from .outputs import open_writer, output_format
 from .progress import StderrReporter
 from .report import ScoreSummary
+from .resume import Resumed, resume_output
+from .retry import RetryPolicy
 from .scoring import Backend, ClientBackend, Scorer
-from .settings import DEFAULT_TARGET
+from .settings import DEFAULT_RETRY, DEFAULT_TARGET
 from .types import ModelMetadata
 
 
@@ -50,6 +52,10 @@ class ScoreOptions:
     credentials: Any = None
     # "native" (classify.v1) or "v2" (KServe V2 ModelInfer; labels still come from native metadata).
     protocol: str = "native"
+    # UNAVAILABLE is retried per this policy within --timeout (a restarting server); None: never.
+    retry: RetryPolicy | None = DEFAULT_RETRY
+    # Carry on from the complete rows of an existing output instead of starting it afresh.
+    resume: bool = False
 
 
 def run_score(options: ScoreOptions, reporter: StderrReporter | None = None) -> ScoreSummary:
@@ -64,10 +70,11 @@ def run_score(options: ScoreOptions, reporter: StderrReporter | None = None) -> 
     except (ValueError, MissingDependencyError) as exc:  # FormatError is a ValueError
         raise JobError(str(exc)) from None
     check_label_count(source, external, options.labels)
-    with Client(
-        options.target, timeout=options.timeout, headers=options.headers, credentials=options.credentials
-    ) as client:
-        metadata = fetch_metadata(client, options)
+    # The first call does not retry: a wrong address or a stopped server is a whole-job mistake to report
+    # now, not after --timeout. Once the job runs, calls retry (a server restarting mid-job).
+    with _client(options, retry=None) as probe:
+        metadata = fetch_metadata(probe, options)
+    with _client(options, retry=options.retry) as client:
         check_input_kind(source, metadata, options)
         label_map = LabelMap(metadata.labels)
         if external is not None:
@@ -77,9 +84,20 @@ def run_score(options: ScoreOptions, reporter: StderrReporter | None = None) -> 
                 raise JobError(str(exc)) from None
         rows = resolve_labels(limited(source.rows(), options.limit), label_map, external)
         total = source.count if options.limit is None else min(source.count or options.limit, options.limit)
+        resumed = resume_output(options.output, metadata.labels) if options.resume else None
+        if resumed is not None:
+            if total is not None and resumed.rows > total:
+                raise JobError(
+                    f"{options.output} holds {resumed.rows} rows but the input has {total}: "
+                    "not an output of this input (drop --resume to start afresh)"
+                )
+            print(f"resuming after {resumed.rows} rows already in {options.output}", file=sys.stderr)
+            rows = itertools.islice(rows, resumed.rows, None)
         backend = make_backend(client, metadata, options)
         try:
-            summary = score_rows(rows, backend, metadata, options, reporter or StderrReporter(total))
+            summary = score_rows(
+                rows, backend, metadata, options, reporter or StderrReporter(total), resumed=resumed
+            )
         finally:
             if hasattr(backend, "close"):
                 backend.close()
@@ -89,6 +107,16 @@ def run_score(options: ScoreOptions, reporter: StderrReporter | None = None) -> 
     if options.summary_json is not None:
         write_summary_json(options.summary_json, summary)
     return summary
+
+
+def _client(options: ScoreOptions, *, retry: RetryPolicy | None) -> Client:
+    return Client(
+        options.target,
+        timeout=options.timeout,
+        headers=options.headers,
+        credentials=options.credentials,
+        retry=retry,
+    )
 
 
 def make_backend(client: Client, metadata: ModelMetadata, options: ScoreOptions) -> Backend:
@@ -108,6 +136,7 @@ def make_backend(client: Client, metadata: ModelMetadata, options: ScoreOptions)
             timeout=options.timeout,
             headers=options.headers,
             credentials=options.credentials,
+            retry=options.retry,
         )
     except ClassifyError as exc:
         raise JobError(describe_for_target(exc, options.target)) from None
@@ -119,10 +148,14 @@ def score_rows(
     metadata: ModelMetadata,
     options: ScoreOptions,
     reporter: StderrReporter,
+    *,
+    resumed: Resumed | None = None,
 ) -> ScoreSummary:
     start = time.perf_counter()
     try:
-        with open_writer(options.output) as writer, reporter:
+        with open_writer(options.output, append=resumed is not None) as writer, reporter:
+            if resumed is not None:
+                reporter.advance(resumed.rows)
             scorer = Scorer(
                 backend,
                 writer,
@@ -130,6 +163,7 @@ def score_rows(
                 labels=metadata.labels,
                 batch_size=options.batch_size,
                 in_flight=options.in_flight,
+                tally=resumed.tally if resumed is not None else None,
             )
             tally = scorer.run(rows)
     except ClassifyError as exc:

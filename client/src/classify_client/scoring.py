@@ -22,8 +22,10 @@ from .inputs import InputRow
 from .outputs import OutputRow, RowWriter
 from .types import ClassifyResult, ClassScore
 
-# Worth retrying after a pause: the queue drains, a restarting server comes back.
-RETRYABLE = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE})
+# Worth retrying after a pause: the queue drains. UNAVAILABLE (a restarting server) is retried by the
+# client library's RetryPolicy already; one that still arrives here means it gave up, so the job stops
+# (and can be resumed with --resume).
+RETRYABLE = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED})
 # No later row can succeed either: stop the job instead of failing every row the same way.
 FATAL = frozenset(
     {
@@ -77,7 +79,9 @@ class ClientBackend:
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class BusyRetry:
+    """How the scoring loop waits out RESOURCE_EXHAUSTED (a full queue) before failing a batch."""
+
     attempts: int = 5
     first_pause: float = 0.2
     max_pause: float = 2.0
@@ -138,7 +142,8 @@ class Scorer:
         labels: list[str],
         batch_size: int = 256,
         in_flight: int = 4,
-        retry: RetryPolicy | None = None,
+        retry: BusyRetry | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self._backend = backend
         self._writer = writer
@@ -146,8 +151,9 @@ class Scorer:
         self._labels = labels
         self._batch_size = batch_size
         self._in_flight = in_flight
-        self._retry = retry or RetryPolicy()
-        self.tally = Tally(num_classes=len(labels))
+        self._retry = retry or BusyRetry()
+        # A resumed job starts from the counts of the rows already in its output.
+        self.tally = tally or Tally(num_classes=len(labels))
 
     def run(self, rows: Iterable[InputRow]) -> Tally:
         window: deque[_Batch] = deque()
@@ -173,6 +179,8 @@ class Scorer:
             outcomes = {row.index: outcome for row, outcome in zip(batch.good, settled, strict=True)}
         for row in batch.rows:
             self._emit(row, outcomes.get(row.index, row.error or "not scored"))
+        # Whole batches reach the file: a kill leaves at most one partial line for --resume to drop.
+        self._writer.flush()
         self._reporter.advance(len(batch.rows))
 
     def _settle(self, rows: list[InputRow], inputs: Inputs, pending: Pending) -> list[Outcome]:

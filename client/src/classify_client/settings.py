@@ -10,6 +10,8 @@ from typing import Any
 
 import grpc
 
+from .retry import RetryPolicy
+
 DEFAULT_TARGET = "127.0.0.1:8500"
 DEFAULT_TIMEOUT = 30.0
 # gRPC's own default is 4 MB, about 5k MNIST images per call: far too small for batch scoring.
@@ -18,6 +20,11 @@ DEFAULT_CHUNK_ROWS = 256
 # Chunk calls kept in flight by one classify() call: enough to overlap the network with the server's
 # batcher, few enough not to fill its bounded queue on our own.
 DEFAULT_IN_FLIGHT = 4
+# Idempotent calls retry UNAVAILABLE (server restarting, still loading, unreachable) within their timeout.
+DEFAULT_RETRY = RetryPolicy()
+# gRPC waits up to 120 s between reconnection attempts to a server that went away; a restarted server
+# would then sit unused for minutes. Two seconds keeps the wait after a restart short at little cost.
+MAX_RECONNECT_BACKOFF_MS = 2000
 
 ChannelOptions = Sequence[tuple[str, Any]]
 
@@ -66,6 +73,8 @@ def channel_options(
     merged: dict[str, Any] = {
         "grpc.max_send_message_length": max_message_bytes,
         "grpc.max_receive_message_length": max_message_bytes,
+        "grpc.initial_reconnect_backoff_ms": 100,
+        "grpc.max_reconnect_backoff_ms": MAX_RECONNECT_BACKOFF_MS,
     }
     if load_balancing:
         merged["grpc.lb_policy_name"] = load_balancing

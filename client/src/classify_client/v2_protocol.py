@@ -22,7 +22,8 @@ from ._proto.inference import grpc_predict_v2_pb2 as pb
 from ._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from .conversions import Inputs, predictions_from_arrays
 from .errors import error_from_rpc
-from .settings import channel_options
+from .retry import Deadline, Retrier, RetryingFuture, RetryPolicy
+from .settings import DEFAULT_RETRY, channel_options
 from .types import ClassifyResult
 
 LENGTH_PREFIX = struct.Struct("<I")
@@ -66,19 +67,6 @@ def result_from_response(response, labels: list[str], top_k: int) -> ClassifyRes
     )
 
 
-class V2Pending:
-    def __init__(self, future: grpc.Future, labels: list[str], top_k: int) -> None:
-        self._future = future
-        self._labels = labels
-        self._top_k = top_k
-
-    def result(self) -> ClassifyResult:
-        try:
-            return result_from_response(self._future.result(), self._labels, self._top_k)
-        except grpc.RpcError as error:
-            raise error_from_rpc(error) from None
-
-
 class V2Backend:
     """The scoring loop's backend over ModelInfer, pinned to one model version."""
 
@@ -93,7 +81,9 @@ class V2Backend:
         timeout: float | None,
         headers: Mapping[str, str] | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        retry: RetryPolicy | None = DEFAULT_RETRY,
     ) -> None:
+        self._retrier = Retrier.of(retry)
         self._channel = (
             grpc.secure_channel(target, credentials, options=channel_options())
             if credentials is not None
@@ -125,10 +115,17 @@ class V2Backend:
             self._model, self._version, inputs, input_name=self._input_name, output_name=self._output_name
         )
 
-    def submit(self, inputs: Inputs) -> V2Pending:
+    def submit(self, inputs: Inputs) -> RetryingFuture[pb.ModelInferResponse, ClassifyResult]:
+        """ModelInfer is as idempotent as Classify: it retries UNAVAILABLE per the same policy."""
         request = self.request(inputs)
-        future = self._stub.ModelInfer.future(request, timeout=self._timeout, metadata=self._metadata)
-        return V2Pending(future, self._labels, self._top_k)
+
+        def start(remaining: float | None) -> grpc.Future:
+            return self._stub.ModelInfer.future(request, timeout=remaining, metadata=self._metadata)
+
+        def convert(response: pb.ModelInferResponse) -> ClassifyResult:
+            return result_from_response(response, self._labels, self._top_k)
+
+        return RetryingFuture(start, convert, self._retrier, Deadline(self._timeout))
 
     def close(self) -> None:
         self._channel.close()

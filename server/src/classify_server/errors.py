@@ -58,13 +58,20 @@ def code_of(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+# Messages quote what the caller sent (a model name, a tensor name). gRPC carries the message in a
+# trailer, and clients drop trailers over 16 KiB: a 100 kB model name would turn NOT_FOUND into the
+# client's own RESOURCE_EXHAUSTED ("metadata size exceeds hard limit"), and over 8 KiB they may. 2,000
+# UTF-8 bytes stay below that even when every byte is percent-encoded (3 bytes each on the wire).
+MAX_MESSAGE_BYTES = 2000
+
+
 def status_of(exc: BaseException, model: str = "") -> tuple[grpc.StatusCode, str]:
     """The status code and message a caller sees for an exception raised while serving, logged once.
 
     ``model`` is the model the request named, for the log line; the request id comes from the call.
     """
     if isinstance(exc, ClassifyServerError):
-        code, message = exc.code, str(exc)
+        code, message = exc.code, bounded(str(exc))
         if log.isEnabledFor(logging.WARNING):
             _log_failure(logging.WARNING, code, message, model, None)
         return code, message
@@ -96,6 +103,14 @@ def _log_failure(
             "model": model,
         },
     )
+
+
+def bounded(message: str) -> str:
+    encoded = message.encode("utf-8")
+    if len(encoded) <= MAX_MESSAGE_BYTES:
+        return message
+    kept = encoded[: MAX_MESSAGE_BYTES - 40].decode("utf-8", errors="ignore")
+    return f"{kept}... ({len(message) - len(kept)} more characters)"
 
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
