@@ -395,3 +395,25 @@ def test_statistics_show_what_batching_achieved(
     with pytest.raises(grpc.RpcError) as error:
         stub.GetModelStatistics(pb.GetModelStatisticsRequest(model="nope"))
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_bytes_that_are_not_a_request_message_get_invalid_argument(
+    server: ServerProcess, mnist_validation: tuple[np.ndarray, np.ndarray]
+) -> None:
+    garbage = b"\x0a\x02\xff\xfe"  # field 1 (model, a string) holding invalid UTF-8
+    good = image_request(mnist_validation[0][:1]).SerializeToString()
+    with grpc.insecure_channel(server.target) as channel:
+        for method in ("/classify.v1.Classifier/Classify", "/inference.GRPCInferenceService/ModelInfer"):
+            with pytest.raises(grpc.RpcError) as unary:
+                channel.unary_unary(method)(garbage, timeout=10)
+            assert unary.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
+            assert "is not a valid" in unary.value.details()
+        stream = channel.stream_stream("/classify.v1.Classifier/ClassifyStream")
+        replies = stream(iter([good, garbage]), timeout=10)
+        first = pb.ClassifyStreamResponse.FromString(next(replies))
+        assert first.WhichOneof("result") == "response"
+        with pytest.raises(grpc.RpcError) as streamed:
+            next(replies)
+        assert streamed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "classify.v1.ClassifyRequest" in streamed.value.details()
+    assert health_status(server.target, "") == "SERVING"

@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from .errors import OverloadedError, model_of, status_of
+from .errors import InvalidInputError, OverloadedError, model_of, status_of
 from .limits import ConcurrencyLimit
 from .request_ids import REQUEST_ID_HEADER, current_call, request_id_of
 
@@ -33,13 +33,15 @@ class CallGuard:
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         counted = method not in UNCOUNTED_METHODS
         behaviour, factory = _behaviour_and_factory(handler)
+        if handler.request_streaming:
+            behaviour = _parsed_requests_only(behaviour)
         if inspect.isasyncgenfunction(behaviour):
             guarded: Callable[..., Any] = self._streaming(method, behaviour, counted)
         else:
             guarded = self._unary(method, behaviour, counted)
         return factory(
             guarded,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
@@ -48,6 +50,8 @@ class CallGuard:
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             _enter(method, context)
+            if isinstance(request, Unparseable):
+                await _refuse_unparseable(context, request)
             if not counted:
                 return await behaviour(request, context)
             if not limit.try_enter():
@@ -69,11 +73,79 @@ class CallGuard:
             try:
                 async for reply in behaviour(request, context):
                     yield reply
+            except InvalidInputError as exc:  # an unparseable message in the request stream
+                code, message = status_of(exc)
+                await context.abort(code, message)
             finally:
                 if counted:
                     limit.leave()
 
         return guarded
+
+
+class Unparseable:
+    """Stands in for a request whose bytes are not a valid message of the method's request type."""
+
+    __slots__ = ("error", "message_type")
+
+    def __init__(self, message_type: str, error: str) -> None:
+        self.message_type = message_type
+        self.error = error
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A deserializer that hands bad bytes to the handler as ``Unparseable`` instead of raising.
+
+    gRPC answers a raising deserializer with UNKNOWN ("Unexpected DecodeError") before any handler
+    runs; the caller sent a malformed request, which is INVALID_ARGUMENT with a message saying so.
+    """
+    if deserialize is None:
+        return None
+    message_type = getattr(getattr(deserialize, "__self__", None), "DESCRIPTOR", None)
+    type_name = message_type.full_name if message_type is not None else "request message"
+
+    def tolerant(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # protobuf raises DecodeError, or others on deeply broken input
+            return Unparseable(type_name, f"{type(exc).__name__}: {exc}")
+
+    return tolerant
+
+
+def _parsed_requests_only(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a stream-request handler so an unparseable message ends the call with INVALID_ARGUMENT."""
+
+    async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for request in requests:
+            if isinstance(request, Unparseable):
+                raise _unparseable_error(request)
+            yield request
+
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def streaming(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+            async for reply in behaviour(checked(requests), context):
+                yield reply
+
+        return streaming
+
+    async def unary(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+        return await behaviour(checked(requests), context)
+
+    return unary
+
+
+def _unparseable_error(request: Unparseable) -> InvalidInputError:
+    return InvalidInputError(
+        f"the request is not a valid {request.message_type} ({request.error}); "
+        "send a message serialized from the service's .proto definition"
+    )
+
+
+async def _refuse_unparseable(context: grpc.aio.ServicerContext, request: Unparseable) -> None:
+    code, message = status_of(_unparseable_error(request))
+    await context.abort(code, message)
 
 
 def _enter(method: str, context: grpc.aio.ServicerContext) -> None:
