@@ -44,9 +44,9 @@ CODE = grpc.StatusCode
 DOCUMENTED = frozenset(
     {CODE.OK, CODE.INVALID_ARGUMENT, CODE.NOT_FOUND, CODE.RESOURCE_EXHAUSTED, CODE.UNAVAILABLE}
 )
-# Bytes that do not parse as the request message never reach a handler: gRPC's Python aio server answers
-# them UNKNOWN ("Unexpected <class 'DecodeError'>"), not INVALID_ARGUMENT. That is counted apart as
-# ``unparseable`` (a known finding, see the README), not as a failure of this server's own code.
+# Bytes that do not parse as the request message: this server's services answer INVALID_ARGUMENT
+# (calls.py); grpc.health.v1, registered as gRPC ships it, still gets gRPC aio's own UNKNOWN
+# ("Unexpected <class 'DecodeError'>"). Those are counted apart as ``unparseable``, not as failures.
 UNPARSEABLE_MARK = "DecodeError"
 DEADLINE_SECONDS = 20.0
 
