@@ -15,6 +15,7 @@ from classify_client._proto.classify.v1 import classify_pb2_grpc
 from . import kserve_servicer
 from .batcher import BatchingPolicy
 from .data_plane import DataPlane
+from .devices import configure_devices
 from .metrics import ServerMetrics
 from .registry import READY, ModelRegistry, ModelState
 from .runner import configure_tensorflow
@@ -171,6 +172,8 @@ class ClassifyServer:
 
 
 async def serve(settings: ServerSettings) -> None:
+    # GPU memory settings are frozen once TensorFlow's runtime starts: before anything else touches it.
+    configure_devices()
     configure_tensorflow(settings.intra_op_threads, settings.inter_op_threads)
     server = ClassifyServer(settings)
     stop_requested = asyncio.Event()
