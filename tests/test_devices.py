@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ def test_on_this_cpu_machine_it_changes_nothing_and_leaves_the_runtime_unstarted
         capture_output=True,
         text=True,
         timeout=120,
-        env={"CUDA_VISIBLE_DEVICES": ""},
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "serving on CPU" in run.stdout
