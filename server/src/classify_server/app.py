@@ -16,6 +16,7 @@ from . import kserve_servicer
 from .batcher import BatchingPolicy
 from .calls import CallGuard, GuardedRegistration
 from .data_plane import DataPlane
+from .devices import configure_devices
 from .limits import ConcurrencyLimit
 from .metrics import ServerMetrics
 from .registry import READY, ModelRegistry, ModelState
@@ -197,6 +198,8 @@ class ClassifyServer:
 
 
 async def serve(settings: ServerSettings) -> None:
+    # GPU memory settings are frozen once TensorFlow's runtime starts: before anything else touches it.
+    configure_devices(limit_mb=settings.gpu_memory_limit_mb)
     configure_tensorflow(settings.intra_op_threads, settings.inter_op_threads)
     server = ClassifyServer(settings)
     stop_requested = asyncio.Event()

@@ -27,11 +27,13 @@ def configure_tensorflow(intra_op_threads: int, inter_op_threads: int) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
-    for gpu in tf.config.list_physical_devices("GPU"):
-        # Several models (and processes) share one card: take memory as needed, not all of it up front.
-        tf.config.experimental.set_memory_growth(gpu, True)
-    devices = [d.name for d in tf.config.list_logical_devices()]
-    log.info("TensorFlow %s on devices %s", tf.__version__, ", ".join(devices))
+    # GPU memory (growth or a cap) is devices.py's job, before this; a second setting here would clash.
+    log.info(
+        "TensorFlow %s, %d intra-op / %d inter-op threads (0: TensorFlow's choice)",
+        tf.__version__,
+        intra_op_threads,
+        inter_op_threads,
+    )
 
 
 class SavedModelRunner:

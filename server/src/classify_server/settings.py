@@ -135,6 +135,12 @@ class ServerSettings(BaseSettings):
     grace_seconds: float = Field(
         15.0, ge=0, description="On SIGTERM/SIGINT, how long accepted requests may take to finish"
     )
+    gpu_memory_limit_mb: int | None = Field(
+        None,
+        ge=1,
+        description="Cap each GPU's TensorFlow memory at this many MiB (several servers on one card); "
+        "default: memory growth, taking memory as models need it",
+    )
     intra_op_threads: int = Field(
         0, ge=0, description="TensorFlow intra-op threads; 0 lets TensorFlow use every core"
     )
