@@ -321,3 +321,24 @@ def test_a_lone_small_batch_runs_on_the_loop_thread_and_busy_or_larger_ones_on_w
     assert threads[0] == (1, loop_thread)  # alone and small: no hand-off
     assert threads[1][0] == 2 and threads[1][1] != loop_thread  # two rows: a worker
     assert threads[2][0] == 1 and threads[2][1] != loop_thread  # small, but another execution runs
+
+
+def test_a_small_batch_that_is_slow_to_run_moves_off_the_loop_thread() -> None:
+    threads: list[str] = []
+
+    def slow_model(batch: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        time.sleep(0.02)  # a 20 ms call would stall every other model's requests if run inline
+        return batch.sum(axis=1, keepdims=True)
+
+    async def scenario() -> None:
+        batcher = DynamicBatcher("m", slow_model, BatchingPolicy(8, 100, inline_max_rows=1))
+        batcher.start()
+        for _ in range(3):
+            await batcher.submit(rows(1))
+        await batcher.close()
+
+    asyncio.run(scenario())
+    loop_thread = threading.main_thread().name
+    assert threads[0] == loop_thread  # nothing measured yet: tried inline once
+    assert all(name != loop_thread for name in threads[1:])  # then measured too slow: workers

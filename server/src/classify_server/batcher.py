@@ -47,6 +47,10 @@ class BatchingPolicy:
     inline_max_rows: int = 0
 
 
+# An inline execution blocks the event loop, so every model's requests (and health checks) wait for it:
+# small batches run inline only while their last execution took at most this long.
+INLINE_BUDGET_SECONDS = 0.002
+
 # Upper bounds (seconds) of the queue-time and compute-time histograms exported as metrics.
 TIME_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -98,6 +102,8 @@ class DynamicBatcher:
         self._slots = asyncio.Semaphore(policy.max_batches_in_flight)
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
+        # Seconds the last execution of at most inline_max_rows rows took, wherever it ran.
+        self._small_batch_seconds = 0.0
         self._wakeup = asyncio.Event()
         self._closing = False
         self._executions: set[asyncio.Task[None]] = set()
@@ -211,7 +217,11 @@ class DynamicBatcher:
 
     def _runs_inline(self, batch: list[_Pending]) -> bool:
         rows = sum(len(pending.rows) for pending in batch)
-        return rows <= self.policy.inline_max_rows and not self._executions
+        return (
+            rows <= self.policy.inline_max_rows
+            and not self._executions
+            and self._small_batch_seconds <= INLINE_BUDGET_SECONDS
+        )
 
     async def _execute(self, batch: list[_Pending], inline: bool = False) -> None:
         inputs = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
@@ -248,6 +258,8 @@ class DynamicBatcher:
             outputs = self._run(padded)
         finally:  # a failed execution still ran and took time
             elapsed = time.perf_counter() - started
+            if len(rows) <= self.policy.inline_max_rows:
+                self._small_batch_seconds = elapsed  # one float store: safe from a worker thread
             with self._stats_lock:
                 self.stats.compute_seconds += elapsed
                 self.stats.compute_time_counts[bisect.bisect_left(TIME_BUCKETS, elapsed)] += 1

@@ -106,8 +106,8 @@ class ServerSettings(BaseSettings):
         1,
         ge=0,
         description="Executions of at most this many rows run on the event loop's thread when the model "
-        "is otherwise idle, skipping the worker-thread hand-off (lower latency for lone small requests); "
-        "0: always use worker threads",
+        "is otherwise idle and such an execution last took at most 2 ms, skipping the worker-thread "
+        "hand-off (lower latency for lone small requests); 0: always use worker threads",
     )
     max_request_rows: int = Field(
         4096, ge=1, description="Most rows (images or texts) one request may carry; more is INVALID_ARGUMENT"
