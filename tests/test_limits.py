@@ -120,8 +120,10 @@ def test_client_refuses_to_send_more_than_its_message_limit(server: ServerProces
 
 
 def test_client_refuses_an_answer_larger_than_its_message_limit(server: ServerProcess) -> None:
-    texts = ["a"] * TEXTS_FOR_A_BIG_ANSWER
-    small = Client(server.target, max_message_bytes=SMALL_MESSAGES, chunk_rows=TEXTS_FOR_A_BIG_ANSWER)
+    # The client asks for packed arrays: 24 bytes a text with top 2 and both probabilities, so 4,000 texts
+    # (a 12 KB request) make a 96 KB answer.
+    texts = ["a"] * 4000
+    small = Client(server.target, max_message_bytes=SMALL_MESSAGES, chunk_rows=len(texts))
     with small, pytest.raises(MessageTooLargeError, match="Received message larger than max"):
         small.classify("imdb-lstm", texts=texts, top_k=2, return_probabilities=True)
     with Client(server.target) as client:  # the default (64 MiB) takes it
