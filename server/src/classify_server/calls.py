@@ -68,6 +68,8 @@ class CallGuard:
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             _enter(method, context)
+            if isinstance(request, Unparseable):  # a unary request to a server-streaming method
+                await _refuse_unparseable(context, request)
             if counted and not limit.try_enter():
                 await _refuse(context, limit)
             try:
