@@ -140,6 +140,20 @@ def prediction_from_proto(message: classify_pb2.Prediction) -> Prediction:
     return Prediction(classes=classes, probabilities=probabilities)
 
 
+def top_classes(probabilities: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and scores of the k most probable classes per row, best first (k is clamped to 1..C).
+
+    The server's rule for native answers; the V2 client applies it to raw probabilities, so both give
+    identical answers, ties included."""
+    k = min(max(k, 1), probabilities.shape[1])
+    if k == 1:  # the common case; argmax also keeps the first of tied classes
+        order = probabilities.argmax(axis=1)[:, np.newaxis]
+    else:
+        # Stable sort on the negated scores keeps ties in label order, so answers are deterministic.
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(probabilities, order, axis=1)
+
+
 def predictions_from_arrays(
     indices: np.ndarray,
     scores: np.ndarray,

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._proto.inference import grpc_predict_v2_pb2 as pb
 from ._proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
-from .conversions import Inputs, predictions_from_arrays
+from .conversions import Inputs, predictions_from_arrays, top_classes
 from .errors import error_from_rpc
 from .retry import Deadline, Retrier, RetryingFuture, RetryPolicy
 from .settings import DEFAULT_RETRY, channel_options
@@ -48,13 +48,6 @@ def infer_request(model: str, version: int | None, inputs: Inputs, *, input_name
         request.raw_input_contents.append(serialize_texts(texts))
     request.outputs.add(name=output_name)
     return request
-
-
-def top_classes(probabilities: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The server's rule: stable sort on negated scores, so ties keep label order."""
-    k = min(max(k, 1), probabilities.shape[1])
-    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    return order, np.take_along_axis(probabilities, order, axis=1)
 
 
 def result_from_response(response, labels: list[str], top_k: int) -> ClassifyResult:

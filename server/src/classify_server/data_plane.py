@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from classify_client.conversions import top_classes
+
 from .batcher import BatcherStats
 from .errors import DeadlineExceededError, code_of
 from .registry import LoadedModel, ModelRegistry, ModelState
@@ -103,14 +105,3 @@ class DataPlane:
     def metadata(self, name: str, version: int | None) -> tuple[ModelSpec, list[int]]:
         spec = self.registry.resolve(name, version).spec
         return spec, self.registry.versions(name)
-
-
-def top_classes(probabilities: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and scores of the k most probable classes per row, best first (k is clamped to 1..C)."""
-    k = min(max(k, 1), probabilities.shape[1])
-    if k == 1:  # the common case; argmax also keeps the first of tied classes
-        order = probabilities.argmax(axis=1)[:, np.newaxis]
-    else:
-        # Stable sort on the negated scores keeps ties in label order, so answers are deterministic.
-        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    return order, np.take_along_axis(probabilities, order, axis=1)
