@@ -342,3 +342,67 @@ def test_a_small_batch_that_is_slow_to_run_moves_off_the_loop_thread() -> None:
     loop_thread = threading.main_thread().name
     assert threads[0] == loop_thread  # nothing measured yet: tried inline once
     assert all(name != loop_thread for name in threads[1:])  # then measured too slow: workers
+
+
+class PacedModel:
+    """Sums each row, taking a fixed time per row: the batcher's pace estimate has a known answer."""
+
+    def __init__(self, seconds_per_row: float) -> None:
+        self.seconds_per_row = seconds_per_row
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.gate.wait(timeout=10)
+        time.sleep(self.seconds_per_row * len(batch))
+        return batch.reshape(len(batch), -1).sum(axis=1, keepdims=True)
+
+
+def test_queue_bounded_in_time_refuses_what_would_wait_too_long_and_accepts_when_idle() -> None:
+    async def scenario() -> None:
+        model = PacedModel(0.002)  # 2 ms a row (a little more with sleep's overshoot)
+        batcher = DynamicBatcher("m", model, BatchingPolicy(16, 10_000, max_queue_wait=0.07))
+        batcher.start()
+        # Idle: even a request that alone takes longer than the bound is served.
+        await batcher.submit(rows(40))
+        assert batcher.expected_wait() == 0.0
+        model.gate.clear()
+        running = asyncio.create_task(batcher.submit(rows(16)))
+        await asyncio.sleep(0.02)
+        # 16 rows running: 8 rows expect about 32 ms of waiting, then 32 rows about 48 ms; both accepted.
+        queued = [asyncio.create_task(batcher.submit(rows(n))) for n in (8, 32)]
+        await asyncio.sleep(0)
+        assert 0.07 < batcher.expected_wait() < 0.16  # 56 rows ahead now: about 112 ms
+        with pytest.raises(OverloadedError, match="would wait about [0-9]+ ms.*--max-queue-wait-ms"):
+            await batcher.submit(rows(1))
+        assert batcher.stats.rejected == 1
+        model.gate.set()
+        await asyncio.gather(running, *queued)
+        await batcher.submit(rows(8))  # drained: accepted again
+        await batcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_request_that_would_miss_its_deadline_is_refused_on_arrival() -> None:
+    async def scenario() -> None:
+        model = PacedModel(0.005)
+        batcher = DynamicBatcher("m", model, BatchingPolicy(64, 10_000))
+        batcher.start()
+        await batcher.submit(rows(8))  # measures the pace: ~5 ms a row
+        model.gate.clear()
+        running = asyncio.create_task(batcher.submit(rows(40)))  # ~200 ms of work ahead
+        await asyncio.sleep(0.02)
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        with pytest.raises(DeadlineExceededError, match="could not answer before the deadline"):
+            await batcher.submit(rows(2), deadline=loop.time() + 0.1)
+        assert time.perf_counter() - started < 0.05  # at once, not when the deadline passes
+        assert batcher.stats.expired == 1
+        # A deadline with room for the work ahead is accepted.
+        late_enough = asyncio.create_task(batcher.submit(rows(2), deadline=loop.time() + 5))
+        model.gate.set()
+        await asyncio.gather(running, late_enough)
+        await batcher.close()
+
+    asyncio.run(scenario())

@@ -136,4 +136,6 @@ def test_text_export_takes_raw_strings_and_matches_keras(tmp_path: Path, data_di
     assert document["labels"] == ["negative", "positive"] and document["task"] == "text-classification"
     assert document["input"]["name"] == "texts" and document["input"]["shape"] == [-1]
     assert document["output"]["shape"] == [-1, 2]
-    assert document["architecture"].startswith("TextVectorization(500 tokens, length 20) -> Embedding(500, 8")
+    assert document["architecture"].startswith(
+        "TextVectorization(500 tokens, first 20 words) -> Embedding(500, 8"
+    )

@@ -4,9 +4,14 @@ Greedy by default (measured on this machine kind, see DESIGN.md): while a batch 
 queue; when it finishes, everything queued (up to ``max_batch_size`` rows) becomes the next batch. An
 optional queue delay waits for more rows, timed from the first queued request's arrival (not from when
 the batcher wakes). Rows count, not requests, both for the batch size and for the bounded queue, which
-rejects instead of blocking when full. Requests whose deadline has passed, or whose caller went away,
-are dropped before compute. If a merged batch fails, its requests are re-run one by one so a bad
-request cannot fail its batch mates.
+rejects instead of blocking when full.
+
+The queue is also bounded in time: the batcher measures how many seconds a row of this model takes and
+refuses a request that would wait longer than ``max_queue_wait`` before its execution starts, or that
+could not finish before its deadline. Under overload that sheds at once what a row count alone would
+queue for seconds. Requests whose deadline passed anyway, or whose caller went away, are dropped
+before compute. If a merged batch fails, its requests are re-run one by one so a bad request cannot fail
+its batch mates.
 """
 
 from __future__ import annotations
@@ -45,11 +50,18 @@ class BatchingPolicy:
     # the event loop's thread: the hand-off to a worker thread and back costs ~0.1 ms of CPU and up to
     # 0.4 ms of latency, which dominates a lone small request. 0: always use the worker threads.
     inline_max_rows: int = 0
+    # Seconds a request may expect to wait before its execution starts (rows ahead of it times the
+    # measured seconds per row); one expected to wait longer is refused. 0: no bound but the rows'.
+    max_queue_wait: float = 0.0
 
 
 # An inline execution blocks the event loop, so every model's requests (and health checks) wait for it:
 # small batches run inline only while their last execution took at most this long.
 INLINE_BUDGET_SECONDS = 0.002
+
+# Weight of the newest execution in the seconds-per-row estimate (an exponential moving average over
+# rows, so large executions, which set the pace under load, count most).
+RATE_SMOOTHING = 0.1
 
 # Upper bounds (seconds) of the queue-time and compute-time histograms exported as metrics.
 TIME_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -67,7 +79,7 @@ class BatcherStats:
     rows: int = 0
     executions: int = 0
     executed_rows: int = 0
-    expired: int = 0
+    expired: int = 0  # dropped before compute: the deadline had passed, or could not be met on arrival
     cancelled: int = 0
     rejected: int = 0
     failed: int = 0
@@ -104,6 +116,10 @@ class DynamicBatcher:
         self._queued_rows = 0
         # Seconds the last execution of at most inline_max_rows rows took, wherever it ran.
         self._small_batch_seconds = 0.0
+        # Measured seconds per row (0 until the first execution), and the executions running now:
+        # their rows and when they started (perf_counter).
+        self._seconds_per_row = 0.0
+        self._running: dict[int, tuple[int, float]] = {}
         self._wakeup = asyncio.Event()
         self._closing = False
         self._executions: set[asyncio.Task[None]] = set()
@@ -116,16 +132,19 @@ class DynamicBatcher:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._serve(), name=f"batcher-{self.name}")
 
+    def expected_wait(self) -> float:
+        """Seconds a request arriving now would wait before its execution starts: the queued rows at
+        the measured pace plus what is left of the running executions (0 until the model has run once)."""
+        pace = self._seconds_per_row
+        now = time.perf_counter()
+        running = sum(max(0.0, rows * pace - (now - started)) for rows, started in self._running.values())
+        return (self._queued_rows * pace + running) / self.policy.max_batches_in_flight
+
     async def submit(self, rows: np.ndarray, deadline: float | None = None) -> np.ndarray:
         """Queue ``rows`` and wait for their outputs, row for row."""
         if self._closing:
             raise UnavailableError(f"model {self.name!r} is shutting down; retry on another replica")
-        if self._queued_rows + len(rows) > self.policy.queue_capacity_rows:
-            self.stats.rejected += 1
-            raise OverloadedError(
-                f"model {self.name!r} is overloaded: {self._queued_rows} rows queued, capacity "
-                f"{self.policy.queue_capacity_rows}, this request adds {len(rows)}; retry with backoff"
-            )
+        self._admit(len(rows), deadline)
         loop = asyncio.get_running_loop()
         pending = _Pending(rows, loop.create_future(), deadline, loop.time())
         self._queue.append(pending)
@@ -135,6 +154,33 @@ class DynamicBatcher:
         self._wakeup.set()
         # A caller that goes away cancels this await, which cancels the future: _take then skips it.
         return await pending.future
+
+    def _admit(self, rows: int, deadline: float | None) -> None:
+        """Refuse a request the queue cannot take: too many rows, too long a wait, or a deadline it
+        would miss. Refusing on arrival is cheap; queueing it would only delay everyone behind it."""
+        if self._queued_rows + rows > self.policy.queue_capacity_rows:
+            self.stats.rejected += 1
+            raise OverloadedError(
+                f"model {self.name!r} is overloaded: {self._queued_rows} rows queued, capacity "
+                f"{self.policy.queue_capacity_rows}, this request adds {rows}; retry with backoff"
+            )
+        wait = self.expected_wait()
+        if self.policy.max_queue_wait and wait > self.policy.max_queue_wait:
+            self.stats.rejected += 1
+            raise OverloadedError(
+                f"model {self.name!r} is overloaded: a request now would wait about {wait * 1000:.0f} ms "
+                f"in its queue, over the {self.policy.max_queue_wait * 1000:g} ms allowed "
+                "(--max-queue-wait-ms); retry with backoff"
+            )
+        if deadline is not None:
+            finish = wait + rows * self._seconds_per_row
+            left = deadline - asyncio.get_running_loop().time()
+            if finish > left:
+                self.stats.expired += 1
+                raise DeadlineExceededError(
+                    f"model {self.name!r} could not answer before the deadline: about "
+                    f"{finish * 1000:.0f} ms of queued and own work, {max(left, 0) * 1000:.0f} ms left"
+                )
 
     async def close(self) -> None:
         """Finish everything queued and running, then stop the workers."""
@@ -225,6 +271,8 @@ class DynamicBatcher:
 
     async def _execute(self, batch: list[_Pending], inline: bool = False) -> None:
         inputs = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
+        key = id(batch)
+        self._running[key] = (len(inputs), time.perf_counter())
         try:
             if inline:
                 outputs = self._run_in_chunks(inputs)
@@ -232,17 +280,23 @@ class DynamicBatcher:
                 loop = asyncio.get_running_loop()
                 outputs = await loop.run_in_executor(self._executor, self._run_in_chunks, inputs)
         except Exception as exc:
-            if len(batch) == 1:
-                self.stats.failed += 1
-                _settle(batch[0], exc)
-                return
-            log.warning(
-                "batch of %d requests failed for %s (%s); re-running one by one", len(batch), self.name, exc
-            )
-            for pending in batch:
-                await self._execute([pending], inline)
+            del self._running[key]
+            await self._after_failure(batch, exc, inline)
             return
+        del self._running[key]
         self._scatter(batch, outputs)
+
+    async def _after_failure(self, batch: list[_Pending], exc: Exception, inline: bool) -> None:
+        """A lone request gets its error; a merged batch is re-run one by one so only the bad one fails."""
+        if len(batch) == 1:
+            self.stats.failed += 1
+            _settle(batch[0], exc)
+            return
+        log.warning(
+            "batch of %d requests failed for %s (%s); re-running one by one", len(batch), self.name, exc
+        )
+        for pending in batch:
+            await self._execute([pending], inline)
 
     def _run_in_chunks(self, inputs: np.ndarray) -> np.ndarray:
         """Runs on a worker thread: one execution per max_batch_size rows, each padded if configured."""
@@ -261,6 +315,9 @@ class DynamicBatcher:
             if len(rows) <= self.policy.inline_max_rows:
                 self._small_batch_seconds = elapsed  # one float store: safe from a worker thread
             with self._stats_lock:
+                self._seconds_per_row = _smoothed_rate(
+                    self._seconds_per_row, elapsed, len(padded), self.policy.max_batch_size
+                )
                 self.stats.compute_seconds += elapsed
                 self.stats.compute_time_counts[bisect.bisect_left(TIME_BUCKETS, elapsed)] += 1
                 self.stats.executions += 1
@@ -275,6 +332,18 @@ class DynamicBatcher:
             stop = start + len(pending.rows)
             _settle(pending, outputs[start:stop])
             start = stop
+
+
+def _smoothed_rate(previous: float, seconds: float, rows: int, full_batch: int) -> float:
+    """The seconds-per-row estimate after an execution of ``rows`` rows took ``seconds``.
+
+    A full batch moves it by RATE_SMOOTHING of the difference and smaller ones in proportion: a row
+    costs less in a large batch, and large batches are what a loaded queue drains in.
+    """
+    if previous == 0.0:
+        return seconds / rows
+    weight = min(1.0, RATE_SMOOTHING * rows / full_batch)
+    return previous + weight * (seconds / rows - previous)
 
 
 def pad_rows(rows: np.ndarray, preferred: Sequence[int]) -> np.ndarray:

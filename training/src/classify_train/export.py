@@ -58,26 +58,26 @@ def export_model(
 def write_saved_model(trained: TrainedModel, directory: Path) -> None:
     archive = keras.export.ExportArchive()
     archive.track(trained.model)
-    if trained.vectorizer is not None:
-        # The vectorizer's vocabulary is a lookup table: it must be tracked to be saved with the graph.
-        archive.track(trained.vectorizer)
+    if trained.encoder is not None:
+        # The vocabulary is a lookup table: it must be tracked to be saved with the graph.
+        archive.track(trained.encoder.vectorizer)
     input_spec = serving_input_spec(trained)
     archive.add_endpoint(name=SIGNATURE, fn=serving_function(trained), input_signature=[input_spec])
     archive.write_out(str(directory), verbose=False)
 
 
 def serving_input_spec(trained: TrainedModel) -> tf.TensorSpec:
-    if trained.vectorizer is not None:
+    if trained.encoder is not None:
         return tf.TensorSpec(shape=[None], dtype=tf.string, name="texts")
     return tf.TensorSpec(shape=[None, 28, 28], dtype=tf.uint8, name="images")
 
 
 def serving_function(trained: TrainedModel) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
-    model, vectorizer = trained.model, trained.vectorizer
-    if vectorizer is not None:
+    model, encoder = trained.model, trained.encoder
+    if encoder is not None:
 
         def serve_texts(texts: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {OUTPUT_NAME: model(vectorizer(texts), training=False)}
+            return {OUTPUT_NAME: model(encoder(texts), training=False)}
 
         return serve_texts
 
@@ -90,8 +90,8 @@ def serving_function(trained: TrainedModel) -> Callable[[tf.Tensor], dict[str, t
 
 def keras_probabilities(trained: TrainedModel, inputs: np.ndarray | list[str]) -> np.ndarray:
     """What the in-memory Keras model predicts, the reference the exported graph must match."""
-    if trained.vectorizer is not None:
-        inputs = np.asarray(trained.vectorizer(tf.constant(inputs)))
+    if trained.encoder is not None:
+        inputs = np.asarray(trained.encoder(tf.constant(inputs)))
     return np.asarray(trained.model.predict(inputs, verbose=0))
 
 

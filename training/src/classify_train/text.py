@@ -15,9 +15,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from classify_train.models.imdb import build_vectorizer, standardize
+from classify_train.models.imdb import ReviewEncoder, build_vectorizer, standardize
 from classify_train.recipes import Schedule
-from classify_train.training import vectorize
+from classify_train.training import encode_texts
 
 EMBEDDINGS_FILE = "embeddings.npy"
 _STANDARDIZE_BATCH = 4096
@@ -34,16 +34,18 @@ def prepare_text_model(
     seed: int,
     run_dir: Path | None,
     echo: Callable[[str], None] = print,
-) -> tuple[keras.layers.TextVectorization, np.ndarray, np.ndarray]:
-    """Build the vectorizer, turn both splits into ids, and (if asked) load pre-trained embeddings."""
+) -> tuple[ReviewEncoder, np.ndarray, np.ndarray]:
+    """Build the encoder, turn both splits into ids, and (if asked) load pre-trained embeddings."""
     options = schedule.model_options
     wants_unlabelled = schedule.vocabulary_from_unlabelled or schedule.pretrain_embedding_epochs
     extra = unlabelled() if wants_unlabelled and unlabelled is not None else []
     if wants_unlabelled and not extra:
         echo("no unlabelled reviews found: vocabulary and embeddings come from the training rows only")
     vocabulary_texts = list(x_train) + (extra if schedule.vocabulary_from_unlabelled else [])
-    vectorizer = build_vectorizer(vocabulary_texts, options["vocabulary_size"], options["sequence_length"])
-    ids_train, ids_val = vectorize(vectorizer, x_train), vectorize(vectorizer, x_val)
+    vectorizer = build_vectorizer(vocabulary_texts, options["vocabulary_size"])
+    max_words = options["sequence_length"]
+    encoder = ReviewEncoder(vectorizer, max_words, options.get("head_words", max_words))
+    ids_train, ids_val = encode_texts(encoder, x_train), encode_texts(encoder, x_val)
     if schedule.pretrain_embedding_epochs:
         cache = run_dir / EMBEDDINGS_FILE if run_dir is not None else None
         if cache is not None and cache.is_file():
@@ -61,7 +63,7 @@ def prepare_text_model(
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 np.save(cache, vectors)
         model.get_layer("embedding").set_weights([vectors])
-    return vectorizer, ids_train, ids_val
+    return encoder, ids_train, ids_val
 
 
 def tokenize(texts: list[str]) -> list[list[str]]:

@@ -15,17 +15,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from classify_train.buckets import LengthBuckets
 from classify_train.data.dataset import Dataset
 from classify_train.data.split import ValidationSplit, rows, subset
 from classify_train.models.summary import describe_architecture
 from classify_train.progress import ProgressReporter
 from classify_train.recipes import Recipe, Schedule
+
+if TYPE_CHECKING:
+    from classify_train.models.imdb import ReviewEncoder
 
 _VECTORIZE_BATCH = 2048
 _EVALUATION_BATCH = 512
@@ -36,11 +40,11 @@ _BACKUP_DIR = "backup"
 
 @dataclass
 class TrainedModel:
-    """A fitted model with what model.json reports about it. ``vectorizer`` is set for text models: the
-    model itself takes token ids, and the exported graph puts the vectorizer in front of it."""
+    """A fitted model with what model.json reports about it. ``encoder`` is set for text models: the
+    model itself takes token ids, and the exported graph puts the encoder (texts to ids) in front of it."""
 
     model: keras.Model
-    vectorizer: keras.layers.TextVectorization | None
+    encoder: ReviewEncoder | None
     metrics: dict[str, float]
     training: dict[str, Any]
     architecture: str
@@ -74,12 +78,12 @@ def train(
 
     started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     clock, cpu_clock = time.perf_counter(), time.process_time()
-    vectorizer = None
+    encoder = None
     model = build_model(recipe, schedule)
     if recipe.dataset == "imdb":
         from classify_train.text import prepare_text_model
 
-        vectorizer, x_train, x_val = prepare_text_model(
+        encoder, x_train, x_val = prepare_text_model(
             model,
             schedule,
             x_train,
@@ -89,13 +93,19 @@ def train(
             run_dir=run_dir,
             echo=echo,  # type: ignore[arg-type]
         )
-    steps_per_epoch = math.ceil(len(y_train) / schedule.batch_size)
+    inputs = training_inputs(x_train, y_train, schedule, seed, text=encoder is not None)
+    validation: tuple[np.ndarray, np.ndarray] | tf.data.Dataset = (x_val, y_val)
+    if encoder is not None:
+        validation = LengthBuckets(x_val, y_val, _EVALUATION_BATCH, shuffle=False, seed=seed).dataset()
+    if isinstance(inputs, tf.data.Dataset):
+        steps_per_epoch = int(inputs.cardinality())
+    else:
+        steps_per_epoch = math.ceil(len(y_train) / schedule.batch_size)
     model.compile(
         optimizer=make_optimizer(schedule, steps_per_epoch, epochs),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    inputs = training_inputs(x_train, y_train, schedule, seed)
 
     history_log = HistoryLog(run_dir / HISTORY_FILE if run_dir else None)
     callbacks: list[keras.callbacks.Callback] = []
@@ -105,17 +115,18 @@ def train(
         )
         callbacks.append(ScalarLogs(run_dir / TENSORBOARD_DIR))
     callbacks += [history_log, ProgressReporter(recipe.name, epochs, steps_per_epoch, echo=echo)]
+    batched = isinstance(inputs, tf.data.Dataset)
     model.fit(
         inputs,
-        None if isinstance(inputs, tf.data.Dataset) else y_train,
-        batch_size=None if isinstance(inputs, tf.data.Dataset) else schedule.batch_size,
+        None if batched else y_train,
+        batch_size=None if batched else schedule.batch_size,
         epochs=epochs,
-        validation_data=(x_val, y_val),
+        validation_data=validation,
         # Evaluation needs no small batches; large ones cut the end-of-epoch pass several-fold on CPU.
-        validation_batch_size=_EVALUATION_BATCH,
+        validation_batch_size=None if isinstance(validation, tf.data.Dataset) else _EVALUATION_BATCH,
         callbacks=callbacks,
-        # A tf.data pipeline shuffles itself (seeded); arrays are shuffled by Keras each epoch.
-        shuffle=not isinstance(inputs, tf.data.Dataset),
+        # Batched inputs shuffle themselves (seeded); arrays are shuffled by Keras each epoch.
+        shuffle=not batched,
         verbose=0,
     )
     history = history_log.epochs
@@ -142,13 +153,13 @@ def train(
         training["resumed_at_epoch"] = history_log.resumed_at_epoch
     return TrainedModel(
         model=model,
-        vectorizer=vectorizer,
+        encoder=encoder,
         metrics={
             "validation_accuracy": round(float(final.get("val_accuracy", math.nan)), 6),
             "validation_loss": round(float(final.get("val_loss", math.nan)), 6),
         },
         training=training,
-        architecture=describe_architecture(model, vectorizer),
+        architecture=describe_architecture(model, encoder),
         parameters=int(model.count_params()),
         history=history,
     )
@@ -178,9 +189,12 @@ def make_optimizer(schedule: Schedule, steps_per_epoch: int, epochs: int) -> ker
 
 
 def training_inputs(
-    x_train: np.ndarray, y_train: np.ndarray, schedule: Schedule, seed: int
+    x_train: np.ndarray, y_train: np.ndarray, schedule: Schedule, seed: int, *, text: bool = False
 ) -> np.ndarray | tf.data.Dataset:
-    """Plain arrays, or a shuffled tf.data pipeline that distorts each batch when the recipe augments."""
+    """Token ids in batches of similar lengths (text), a shuffled tf.data pipeline that distorts each
+    batch (images, when the recipe augments), or plain arrays."""
+    if text:
+        return LengthBuckets(x_train, y_train, schedule.batch_size, shuffle=True, seed=seed).dataset()
     if not schedule.augmentation:
         return x_train
     augment = image_augmenter(schedule.augmentation, seed)
@@ -233,13 +247,16 @@ def image_augmenter(options: dict[str, float], seed: int) -> Callable[[tf.Tensor
     return augment
 
 
-def vectorize(vectorizer: keras.layers.TextVectorization, texts: list[str]) -> np.ndarray:
-    """Token ids for all texts, computed once up front so every epoch trains on plain int arrays."""
+def encode_texts(encoder: ReviewEncoder, texts: list[str]) -> np.ndarray:
+    """Token ids for all texts, computed once up front so every epoch trains on plain int arrays:
+    one row per text, 0-padded to the longest (LengthBuckets cuts each batch to its own longest)."""
     batches = [
-        vectorizer(tf.constant(texts[i : i + _VECTORIZE_BATCH]))
+        np.asarray(encoder(tf.constant(texts[i : i + _VECTORIZE_BATCH])))
         for i in range(0, len(texts), _VECTORIZE_BATCH)
     ]
-    return np.concatenate([np.asarray(batch) for batch in batches]) if batches else np.zeros((0, 0), np.int64)
+    width = max((batch.shape[1] for batch in batches), default=1)
+    padded = [np.pad(batch, [(0, 0), (0, width - batch.shape[1])]) for batch in batches]
+    return np.concatenate(padded) if padded else np.zeros((0, 1), np.int64)
 
 
 class HistoryLog(keras.callbacks.Callback):

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
 
+if TYPE_CHECKING:
+    from classify_train.models.imdb import ReviewEncoder
 
-def describe_architecture(
-    model: keras.Model, vectorizer: keras.layers.TextVectorization | None = None
-) -> str:
-    parts = [_describe_vectorizer(vectorizer)] if vectorizer is not None else []
+
+def describe_architecture(model: keras.Model, encoder: ReviewEncoder | None = None) -> str:
+    parts = [encoder.describe()] if encoder is not None else []
     parts.extend(
         _describe_layer(layer) for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)
     )
     return " -> ".join(parts)
-
-
-def _describe_vectorizer(vectorizer: keras.layers.TextVectorization) -> str:
-    config = vectorizer.get_config()
-    return f"TextVectorization({config['max_tokens']} tokens, length {config['output_sequence_length']})"
 
 
 def _describe_layer(layer: keras.layers.Layer) -> str:
