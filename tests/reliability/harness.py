@@ -33,6 +33,8 @@ FULL_SOAK_REQUESTS = 100_000
 SOAK_CONCURRENCY = 256
 RSS_GROWTH_LIMIT = 0.05
 OVERLOAD_FACTOR = 10.0
+# The second overload phase's server: a queue bounded by expected wait (one full batch) instead of rows.
+TIGHT_QUEUE_FLAGS = ("--max-queued-batches", "1")
 # Under overload a request ends served, shed, or dropped at its deadline. Some deadline drops reach the
 # client as CANCELLED rather than DEADLINE_EXCEEDED: the server's copy of the deadline fires first and
 # gRPC's aio server answers the cancelled handler with CANCELLED (seen in about 1 of 7 drops).
@@ -111,10 +113,20 @@ def soak_phase(server: Server, scale: float) -> Phase:
     )
 
 
-def overload_phase(server: Server, scale: float, label: str) -> Phase:
+def overload_phase(
+    server: Server, scale: float, label: str, batch_size: int, capacity_rps: float | None = None
+) -> Phase:
     seconds = max(20 * scale, 4.0)
     result = asyncio.run(
-        overload(server.target, "mnist-cnn", "image", batch_size=16, seconds=seconds, factor=OVERLOAD_FACTOR)
+        overload(
+            server.target,
+            "mnist-cnn",
+            "image",
+            batch_size=batch_size,
+            seconds=seconds,
+            factor=OVERLOAD_FACTOR,
+            capacity_rps=capacity_rps,
+        )
     )
     shed = result.overload.count("RESOURCE_EXHAUSTED")
     accepted = result.overload.count("OK")
@@ -126,7 +138,7 @@ def overload_phase(server: Server, scale: float, label: str) -> Phase:
     failures = unexpected + recovery_errors
     return Phase(
         f"overload {OVERLOAD_FACTOR:g}x, open loop ({label})",
-        f"offered {result.offered_rps:,.0f} req/s of 16 images (capacity {result.capacity_rps:,.0f}); "
+        f"offered {result.offered_rps:,.0f} req/s of {batch_size} images (capacity {result.capacity_rps:,.0f}); "
         f"sent {result.achieved_send_rps:,.0f}/s",
         f"{shed:,} shed; {result.expired + result.cancelled:,} dropped unrun past their deadline "
         f"(server: {result.expired:,} expired, {result.cancelled:,} cancelled)",
@@ -197,6 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full counts (CI: 0.05)")
     parser.add_argument("--phases", default="fuzz,soak,overload,restart")
     parser.add_argument("--json-out", type=Path, help="also write every phase's figures here")
+    parser.add_argument(
+        "--overload-batch", type=int, default=16, help="images per request in the overload phases"
+    )
+    parser.add_argument(
+        "--overload-flags",
+        default=" ".join(TIGHT_QUEUE_FLAGS),
+        help="classify-server flags of the second overload phase's server",
+    )
     args = parser.parse_args(argv)
     import os
 
@@ -207,14 +227,21 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="reliability-") as scratch:
         work = Path(scratch)
         server = Server(args.model_repository, work).start()
-        small_queue = Server(args.model_repository, work, "--queue-capacity-rows", "256")
+        tight = args.overload_flags.split()
+        small_queue = Server(args.model_repository, work, *tight)
         try:
             print(f"server SERVING after {server.wait_serving():.1f} s", file=sys.stderr)
+            batch = args.overload_batch
             steps = [
                 ("fuzz", lambda: fuzz_phase(server, args.scale)),
                 ("soak", lambda: soak_phase(server, args.scale)),
-                ("overload", lambda: overload_phase(server, args.scale, "default queue, 8,192 rows")),
-                ("overload", lambda: overload_small_queue(small_queue, args.scale)),
+                ("overload", lambda: overload_phase(server, args.scale, "default settings", batch)),
+                (
+                    "overload",
+                    lambda: overload_tight_queue(
+                        small_queue, args.scale, " ".join(tight), batch, measured_capacity(phases)
+                    ),
+                ),
                 ("restart", lambda: restart_phase(server, args.scale, data_dir, work)),
             ]
             for name, step in steps:
@@ -244,13 +271,23 @@ def guarded(name: str, step: Any) -> Phase:
         return Phase(name, "-", "-", "-", 1, f"phase crashed: {type(exc).__name__}: {exc}", False, {})
 
 
-def overload_small_queue(server: Server, scale: float) -> Phase:
+def overload_tight_queue(
+    server: Server, scale: float, flags: str, batch_size: int, capacity_rps: float | None
+) -> Phase:
     server.start()
     server.wait_serving()
     try:
-        return overload_phase(server, scale, "--queue-capacity-rows 256")
+        return overload_phase(server, scale, f"{flags}, same offered rate", batch_size, capacity_rps)
     finally:
         server.stop()
+
+
+def measured_capacity(phases: list[Phase]) -> float | None:
+    """The capacity the default-settings overload phase measured, if it ran."""
+    for phase in phases:
+        if phase.name.startswith("overload") and "capacity_rps" in phase.details:
+            return float(phase.details["capacity_rps"])
+    return None
 
 
 if __name__ == "__main__":

@@ -210,14 +210,22 @@ async def overload(
     factor: float = 10.0,
     timeout: float = 2.0,
     probe_requests: int = 300,
+    capacity_rps: float | None = None,
 ) -> OverloadResult:
-    """Measure capacity and unloaded p99, offer ``factor`` times the capacity open loop, then probe again."""
+    """Measure capacity and unloaded p99, offer ``factor`` times the capacity open loop, then probe again.
+
+    ``capacity_rps`` reuses a capacity measured before (on a server with the default settings): a
+    server that sheds early answers a closed loop mostly with refusals, and counting only its answers
+    would understate what the model can do and so the overload offered.
+    """
     sender = Sender(target, model, kind, batch_size)
     try:
         await sender.closed_loop(8, 50, 30)  # warm the channel and the model
         unloaded = await sender.closed_loop(1, probe_requests, 30)
-        saturated = await sender.closed_loop(32, max(200, probe_requests * 2), 30)
-        capacity = saturated.count("OK") / saturated.seconds
+        capacity = capacity_rps
+        if capacity is None:
+            saturated = await sender.closed_loop(32, max(200, probe_requests * 2), 30)
+            capacity = saturated.count("OK") / saturated.seconds
         before = await sender.statistics()
         offered = await sender.open_loop(capacity * factor, seconds, timeout)
         after = await sender.statistics()

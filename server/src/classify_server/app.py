@@ -39,7 +39,7 @@ def batching_policy(settings: ServerSettings) -> BatchingPolicy:
         preferred_batch_sizes=tuple(settings.preferred_batch_sizes),
         max_batches_in_flight=settings.max_batches_in_flight,
         inline_max_rows=settings.inline_max_rows,
-        max_queue_wait=settings.max_queue_wait_ms / 1000,
+        max_queued_batches=settings.max_queued_batches,
     )
 
 

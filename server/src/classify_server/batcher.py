@@ -6,12 +6,13 @@ optional queue delay waits for more rows, timed from the first queued request's 
 the batcher wakes). Rows count, not requests, both for the batch size and for the bounded queue, which
 rejects instead of blocking when full.
 
-The queue is also bounded in time: the batcher measures how many seconds a row of this model takes and
-refuses a request that would wait longer than ``max_queue_wait`` before its execution starts, or that
-could not finish before its deadline. Under overload that sheds at once what a row count alone would
-queue for seconds. Requests whose deadline passed anyway, or whose caller went away, are dropped
-before compute. If a merged batch fails, its requests are re-run one by one so a bad request cannot fail
-its batch mates.
+The queue can also be bounded in time: the batcher measures how many seconds a row of this model takes
+and refuses a request that would wait longer than ``max_queued_batches`` full-batch executions before
+its own starts (TF Serving's max_enqueued_batches, but in measured time, so long texts count for what
+they cost), and always one that could not finish before its deadline (RESOURCE_EXHAUSTED: the deadline
+has not passed yet). Under overload that sheds at once what a row count alone would queue for seconds.
+Requests whose deadline passed anyway, or whose caller went away, are dropped before compute. If a
+merged batch fails, its requests are re-run one by one so a bad request cannot fail its batch mates.
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ class BatchingPolicy:
     # the event loop's thread: the hand-off to a worker thread and back costs ~0.1 ms of CPU and up to
     # 0.4 ms of latency, which dominates a lone small request. 0: always use the worker threads.
     inline_max_rows: int = 0
-    # Seconds a request may expect to wait before its execution starts (rows ahead of it times the
-    # measured seconds per row); one expected to wait longer is refused. 0: no bound but the rows'.
-    max_queue_wait: float = 0.0
+    # Full-batch executions (max_batch_size rows at the measured seconds per row) a request may expect
+    # to wait for before its own starts; one expected to wait longer is refused. 0: no bound but the rows'.
+    max_queued_batches: float = 0.0
 
 
 # An inline execution blocks the event loop, so every model's requests (and health checks) wait for it:
@@ -79,7 +80,8 @@ class BatcherStats:
     rows: int = 0
     executions: int = 0
     executed_rows: int = 0
-    expired: int = 0  # dropped before compute: the deadline had passed, or could not be met on arrival
+    expired: int = 0  # dropped before compute: the deadline passed while queued
+    # Shed on arrival: the queue was full (rows), too slow (--max-queued-batches) or slower than the deadline.
     cancelled: int = 0
     rejected: int = 0
     failed: int = 0
@@ -165,21 +167,25 @@ class DynamicBatcher:
                 f"{self.policy.queue_capacity_rows}, this request adds {rows}; retry with backoff"
             )
         wait = self.expected_wait()
-        if self.policy.max_queue_wait and wait > self.policy.max_queue_wait:
+        allowed = self.policy.max_queued_batches * self.policy.max_batch_size * self._seconds_per_row
+        if allowed and wait > allowed:
             self.stats.rejected += 1
             raise OverloadedError(
                 f"model {self.name!r} is overloaded: a request now would wait about {wait * 1000:.0f} ms "
-                f"in its queue, over the {self.policy.max_queue_wait * 1000:g} ms allowed "
-                "(--max-queue-wait-ms); retry with backoff"
+                f"in its queue, over the {allowed * 1000:.0f} ms of {self.policy.max_queued_batches:g} "
+                "full batches allowed (--max-queued-batches); retry with backoff"
             )
         if deadline is not None:
+            # Shed now rather than run it late: the deadline has not passed yet, so RESOURCE_EXHAUSTED
+            # (another replica may make it), not DEADLINE_EXCEEDED.
             finish = wait + rows * self._seconds_per_row
             left = deadline - asyncio.get_running_loop().time()
             if finish > left:
-                self.stats.expired += 1
-                raise DeadlineExceededError(
-                    f"model {self.name!r} could not answer before the deadline: about "
-                    f"{finish * 1000:.0f} ms of queued and own work, {max(left, 0) * 1000:.0f} ms left"
+                self.stats.rejected += 1
+                raise OverloadedError(
+                    f"model {self.name!r} is overloaded: its queue and this request need about "
+                    f"{finish * 1000:.0f} ms, the deadline leaves {max(left, 0) * 1000:.0f} ms; retry with "
+                    "backoff or on another replica"
                 )
 
     async def close(self) -> None:

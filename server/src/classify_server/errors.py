@@ -173,7 +173,12 @@ def grpc_errors(handler: Handler) -> Handler:
             return await handler(self, request, context)
         except Exception as exc:
             code, message = status_of(exc, model_of(request))
-        await context.abort(code, message)
+        # Setting the status and returning nothing sends the same answer as ``context.abort`` without
+        # its exception, which took a quarter of the event loop's time when shedding under overload
+        # (py-spy, 900 req/s offered to mnist-cnn).
+        context.set_code(code)
+        context.set_details(message)
+        return None
 
     return wrapper  # type: ignore[return-value]
 

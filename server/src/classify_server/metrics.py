@@ -28,7 +28,7 @@ BATCHER_COUNTERS = {
     "executed_rows": "Rows the model ran, padding included",
     "expired": "Requests dropped before compute because their deadline passed",
     "cancelled": "Requests dropped before compute because the caller went away",
-    "rejected": "Requests refused because the queue was full",
+    "rejected": "Requests refused on arrival: queue full, expected wait too long, or deadline too close",
     "failed": "Requests that failed in the model",
 }
 

@@ -115,12 +115,13 @@ class ServerSettings(BaseSettings):
     queue_capacity_rows: int = Field(
         8192, ge=1, description="Rows a model may have queued; beyond it requests get RESOURCE_EXHAUSTED"
     )
-    max_queue_wait_ms: float = Field(
+    max_queued_batches: float = Field(
         0.0,
         ge=0,
-        description="Milliseconds a request may expect to wait in its model's queue (rows ahead of it at "
-        "the model's measured pace); one expected to wait longer gets RESOURCE_EXHAUSTED at once. "
-        "0: only --queue-capacity-rows bounds the queue",
+        description="How many full batches of its model (max-batch-size rows at the measured pace) a "
+        "request may expect to wait for before its own execution; one expected to wait longer gets "
+        "RESOURCE_EXHAUSTED at once. 1 keeps the model busy and bounds latency near two executions. "
+        "0: only --queue-capacity-rows (and the caller's deadline) bound the queue",
     )
     max_text_chars: int = Field(100_000, ge=1, description="Longest text accepted, in characters")
     max_message_bytes: int = Field(

@@ -62,8 +62,20 @@ def prepare_text_model(
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 np.save(cache, vectors)
-        model.get_layer("embedding").set_weights([vectors])
+        for layer in embedding_layers(model):
+            layer.set_weights([vectors])
     return encoder, ids_train, ids_val
+
+
+def embedding_layers(model: keras.Model) -> list[keras.layers.Embedding]:
+    """Every Embedding layer, inside the members of an ensemble too."""
+    found: list[keras.layers.Embedding] = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Embedding):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found.extend(embedding_layers(layer))
+    return found
 
 
 def tokenize(texts: list[str]) -> list[list[str]]:
