@@ -212,6 +212,8 @@ def tiny_text_export(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -
         epochs=1,
         batch_size=64,
         pretrain_embedding_epochs=1,
+        # Two classes: the top probability is always at least 0.5, so the teacher labels every review.
+        pseudo_label_confidence=0.5,
         model_options={**full.model_options, **small},
     )
     patched = dataclasses.replace(RECIPES["imdb-lstm"], full=tiny)
@@ -224,6 +226,7 @@ def tiny_text_export(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -
     finally:
         recipes.RECIPES["imdb-lstm"] = original
     assert any(line.startswith("pre-trained embeddings: ") for line in lines)
+    assert any("the teacher labelled 100 of 100 unlabelled reviews" in line for line in lines), lines
     return repo, chosen
 
 
@@ -236,6 +239,12 @@ def test_text_model_records_its_recipe_and_reports_snippets(
     assert document["training"]["pretrain_embedding_epochs"] == 1
     assert document["training"]["vocabulary_from_unlabelled"] is True
     assert set(document["data"]["source_files"]) == {"imdb_train.jsonl.gz", "imdb_unsup.jsonl.gz"}
+    self_training = document["training"]["self_training"]
+    assert self_training["considered"] == 100 and self_training["kept"] == 100, self_training
+    assert 0 <= self_training["teacher_validation_accuracy"] <= 1
+    assert (version_dir / "tensorboard" / "teacher").is_dir() and (
+        version_dir / "tensorboard" / "train"
+    ).is_dir()
     summary = (version_dir / "report" / "README.md").read_text(encoding="utf-8")
     assert "## Most confident mistakes, as text" in summary and "](misclassified.png)" in summary
     assert not (version_dir / "report" / "weights.png").exists()

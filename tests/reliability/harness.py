@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", default="fuzz,soak,overload,restart")
     parser.add_argument("--json-out", type=Path, help="also write every phase's figures here")
     parser.add_argument(
-        "--overload-batch", type=int, default=16, help="images per request in the overload phases"
+        "--overload-batch", type=int, default=128, help="images per request in the overload phases"
     )
     parser.add_argument(
         "--overload-flags",

@@ -56,7 +56,7 @@ def train_and_export(
 
     # TensorFlow loads here, not at import: the CLI's other commands and --help stay fast.
     from classify_train.export import export_model
-    from classify_train.training import HISTORY_FILE, TENSORBOARD_DIR, train
+    from classify_train.training import HISTORY_FILE, TEACHER_DIR, TENSORBOARD_DIR, train
 
     def unlabelled() -> list[str]:
         try:
@@ -87,6 +87,8 @@ def train_and_export(
         """TensorBoard logs, the epoch history and the report go into the version before it appears."""
         if (run_dir / TENSORBOARD_DIR).is_dir():
             shutil.copytree(run_dir / TENSORBOARD_DIR, staging / TENSORBOARD_DIR)
+        if (run_dir / TEACHER_DIR / TENSORBOARD_DIR).is_dir():  # self-training's first model
+            shutil.copytree(run_dir / TEACHER_DIR / TENSORBOARD_DIR, staging / TENSORBOARD_DIR / TEACHER_DIR)
         (staging / HISTORY_FILE).write_text(json.dumps(trained.history, indent=1) + "\n", encoding="utf-8")
         if report:
             from classify_train.report import write_training_report

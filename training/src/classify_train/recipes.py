@@ -50,6 +50,10 @@ class Schedule:
     vocabulary_from_unlabelled: bool = False
     # Text models: pre-train the word embeddings on training + unlabelled reviews (skip-gram, epochs).
     pretrain_embedding_epochs: int = 0
+    # Text models: self-training. A first model (the teacher) is trained as usual, labels the unlabelled
+    # reviews it is at least this sure of, and the exported model is trained afresh on the training
+    # rows plus those. 0: off.
+    pseudo_label_confidence: float = 0.0
 
     def describe(self) -> dict[str, Any]:
         """The settings model.json records, beside the measured ones."""
@@ -64,6 +68,8 @@ class Schedule:
             described["vocabulary_from_unlabelled"] = True
         if self.pretrain_embedding_epochs:
             described["pretrain_embedding_epochs"] = self.pretrain_embedding_epochs
+        if self.pseudo_label_confidence:
+            described["pseudo_label_confidence"] = self.pseudo_label_confidence
         return described
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -24,6 +25,19 @@ _STANDARDIZE_BATCH = 4096
 _WORD2VEC_WINDOW = 5
 
 
+@dataclass
+class TextPreparation:
+    """What text training runs on: the encoder (exported in front of the model), token ids of the
+    training and validation rows and, for self-training, of the unlabelled reviews; the pre-trained
+    embedding vectors (None without pre-training)."""
+
+    encoder: ReviewEncoder
+    ids_train: np.ndarray
+    ids_val: np.ndarray
+    ids_unlabelled: np.ndarray | None
+    vectors: np.ndarray | None
+
+
 def prepare_text_model(
     model: keras.Model,
     schedule: Schedule,
@@ -34,10 +48,14 @@ def prepare_text_model(
     seed: int,
     run_dir: Path | None,
     echo: Callable[[str], None] = print,
-) -> tuple[ReviewEncoder, np.ndarray, np.ndarray]:
-    """Build the encoder, turn both splits into ids, and (if asked) load pre-trained embeddings."""
+) -> TextPreparation:
+    """Build the encoder, turn the splits into ids, and (if asked) load pre-trained embeddings."""
     options = schedule.model_options
-    wants_unlabelled = schedule.vocabulary_from_unlabelled or schedule.pretrain_embedding_epochs
+    wants_unlabelled = (
+        schedule.vocabulary_from_unlabelled
+        or schedule.pretrain_embedding_epochs
+        or schedule.pseudo_label_confidence
+    )
     extra = unlabelled() if wants_unlabelled and unlabelled is not None else []
     if wants_unlabelled and not extra:
         echo("no unlabelled reviews found: vocabulary and embeddings come from the training rows only")
@@ -46,6 +64,8 @@ def prepare_text_model(
     max_words = options["sequence_length"]
     encoder = ReviewEncoder(vectorizer, max_words, options.get("head_words", max_words))
     ids_train, ids_val = encode_texts(encoder, x_train), encode_texts(encoder, x_val)
+    ids_unlabelled = encode_texts(encoder, extra) if schedule.pseudo_label_confidence and extra else None
+    vectors = None
     if schedule.pretrain_embedding_epochs:
         cache = run_dir / EMBEDDINGS_FILE if run_dir is not None else None
         if cache is not None and cache.is_file():
@@ -62,9 +82,16 @@ def prepare_text_model(
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 np.save(cache, vectors)
-        for layer in embedding_layers(model):
-            layer.set_weights([vectors])
-    return encoder, ids_train, ids_val
+        start_embeddings(model, vectors)
+    return TextPreparation(encoder, ids_train, ids_val, ids_unlabelled, vectors)
+
+
+def start_embeddings(model: keras.Model, vectors: np.ndarray | None) -> None:
+    """Set every embedding layer of ``model`` to the pre-trained vectors (no-op without them)."""
+    if vectors is None:
+        return
+    for layer in embedding_layers(model):
+        layer.set_weights([vectors])
 
 
 def embedding_layers(model: keras.Model) -> list[keras.layers.Embedding]:

@@ -31,12 +31,15 @@ from classify_train.recipes import Recipe, Schedule
 
 if TYPE_CHECKING:
     from classify_train.models.imdb import ReviewEncoder
+    from classify_train.text import TextPreparation
 
 _VECTORIZE_BATCH = 2048
 _EVALUATION_BATCH = 512
 HISTORY_FILE = "history.json"
 TENSORBOARD_DIR = "tensorboard"
 _BACKUP_DIR = "backup"
+# Self-training's teacher keeps its checkpoints, history and TensorBoard logs in this subfolder.
+TEACHER_DIR = "teacher"
 
 
 @dataclass
@@ -81,51 +84,23 @@ def train(
     clock, cpu_clock = time.perf_counter(), time.process_time()
     encoder = None
     model = build_model(recipe, schedule)
+    self_training: dict[str, Any] = {}
     if recipe.dataset == "imdb":
         from classify_train.text import prepare_text_model
 
-        encoder, x_train, x_val = prepare_text_model(
-            model,
-            schedule,
-            x_train,
-            x_val,
-            unlabelled,
-            seed=seed,
-            run_dir=run_dir,
-            echo=echo,  # type: ignore[arg-type]
+        text = prepare_text_model(
+            model, schedule, x_train, x_val, unlabelled, seed=seed, run_dir=run_dir, echo=echo
         )
-    inputs = training_inputs(x_train, y_train, schedule, seed, text=encoder is not None)
-    validation: tuple[np.ndarray, np.ndarray] | tf.data.Dataset = (x_val, y_val)
-    if encoder is not None:
-        validation = LengthBuckets(x_val, y_val, _EVALUATION_BATCH, shuffle=False, seed=seed).dataset()
-    if isinstance(inputs, tf.data.Dataset):
-        steps_per_epoch = int(inputs.cardinality())
-    else:
-        steps_per_epoch = math.ceil(len(y_train) / schedule.batch_size)
-    model.compile(optimizer=make_optimizer(schedule, steps_per_epoch, epochs), **objective(model))
-
-    history_log = HistoryLog(run_dir / HISTORY_FILE if run_dir else None)
-    callbacks: list[keras.callbacks.Callback] = []
-    if run_dir is not None:
-        callbacks.append(
-            keras.callbacks.BackupAndRestore(str(run_dir / _BACKUP_DIR), delete_checkpoint=False)
-        )
-        callbacks.append(ScalarLogs(run_dir / TENSORBOARD_DIR))
-    callbacks += [history_log, ProgressReporter(recipe.name, epochs, steps_per_epoch, echo=echo)]
-    batched = isinstance(inputs, tf.data.Dataset)
-    model.fit(
-        inputs,
-        None if batched else y_train,
-        batch_size=None if batched else schedule.batch_size,
-        epochs=epochs,
-        validation_data=validation,
-        # Evaluation needs no small batches; large ones cut the end-of-epoch pass several-fold on CPU.
-        validation_batch_size=None if isinstance(validation, tf.data.Dataset) else _EVALUATION_BATCH,
-        callbacks=callbacks,
-        # Batched inputs shuffle themselves (seeded); arrays are shuffled by Keras each epoch.
-        shuffle=not batched,
-        verbose=0,
-    )
+        encoder, x_train, x_val = text.encoder, text.ids_train, text.ids_val
+        if schedule.pseudo_label_confidence and text.ids_unlabelled is not None:
+            model, x_train, y_train, self_training = _teach(
+                recipe, schedule, model, text, (y_train, y_val),
+                epochs=epochs, seed=seed, run_dir=run_dir, echo=echo,
+            )  # fmt: skip
+    history_log = fit(
+        model, schedule, (x_train, y_train), (x_val, y_val), epochs=epochs, seed=seed,
+        run_dir=run_dir, label=recipe.name, text=encoder is not None, echo=echo,
+    )  # fmt: skip
     history = history_log.epochs
     seconds = time.perf_counter() - clock + history_log.earlier_seconds
     final = history[-1] if history else {}
@@ -148,6 +123,8 @@ def train(
     }
     if history_log.resumed_at_epoch:
         training["resumed_at_epoch"] = history_log.resumed_at_epoch
+    if self_training:
+        training["self_training"] = self_training
     return TrainedModel(
         model=model,
         encoder=encoder,
@@ -160,6 +137,94 @@ def train(
         parameters=int(model.count_params()),
         history=history,
     )
+
+
+def fit(
+    model: keras.Model,
+    schedule: Schedule,
+    train_rows: tuple[np.ndarray, np.ndarray],
+    validation_rows: tuple[np.ndarray, np.ndarray],
+    *,
+    epochs: int,
+    seed: int,
+    run_dir: Path | None,
+    label: str,
+    text: bool,
+    echo: Callable[[str], None],
+) -> HistoryLog:
+    """Compile and fit ``model``, resumable from ``run_dir``; returns the per-epoch history."""
+    (x_train, y_train), (x_val, y_val) = train_rows, validation_rows
+    inputs = training_inputs(x_train, y_train, schedule, seed, text=text)
+    validation: tuple[np.ndarray, np.ndarray] | tf.data.Dataset = (x_val, y_val)
+    if text:
+        validation = LengthBuckets(x_val, y_val, _EVALUATION_BATCH, shuffle=False, seed=seed).dataset()
+    if isinstance(inputs, tf.data.Dataset):
+        steps_per_epoch = int(inputs.cardinality())
+    else:
+        steps_per_epoch = math.ceil(len(y_train) / schedule.batch_size)
+    model.compile(optimizer=make_optimizer(schedule, steps_per_epoch, epochs), **objective(model))
+
+    history_log = HistoryLog(run_dir / HISTORY_FILE if run_dir else None)
+    callbacks: list[keras.callbacks.Callback] = []
+    if run_dir is not None:
+        callbacks.append(
+            keras.callbacks.BackupAndRestore(str(run_dir / _BACKUP_DIR), delete_checkpoint=False)
+        )
+        callbacks.append(ScalarLogs(run_dir / TENSORBOARD_DIR))
+    callbacks += [history_log, ProgressReporter(label, epochs, steps_per_epoch, echo=echo)]
+    batched = isinstance(inputs, tf.data.Dataset)
+    model.fit(
+        inputs,
+        None if batched else y_train,
+        batch_size=None if batched else schedule.batch_size,
+        epochs=epochs,
+        validation_data=validation,
+        # Evaluation needs no small batches; large ones cut the end-of-epoch pass several-fold on CPU.
+        validation_batch_size=None if isinstance(validation, tf.data.Dataset) else _EVALUATION_BATCH,
+        callbacks=callbacks,
+        # Batched inputs shuffle themselves (seeded); arrays are shuffled by Keras each epoch.
+        shuffle=not batched,
+        verbose=0,
+    )
+    return history_log
+
+
+def _teach(
+    recipe: Recipe,
+    schedule: Schedule,
+    teacher: keras.Model,
+    text: TextPreparation,
+    labels: tuple[np.ndarray, np.ndarray],
+    *,
+    epochs: int,
+    seed: int,
+    run_dir: Path | None,
+    echo: Callable[[str], None],
+) -> tuple[keras.Model, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Self-training's first half: fit the teacher (its own resumable folder), pseudo-label the
+    unlabelled reviews, and return a fresh student with the rows it is to be trained on."""
+    from classify_train.self_training import combine, pseudo_label
+    from classify_train.text import start_embeddings
+
+    assert text.ids_unlabelled is not None
+    y_train, y_val = labels
+    teacher_log = fit(
+        teacher, schedule, (text.ids_train, y_train), (text.ids_val, y_val),
+        epochs=epochs, seed=seed, run_dir=run_dir / TEACHER_DIR if run_dir else None,
+        label=f"{recipe.name} teacher", text=True, echo=echo,
+    )  # fmt: skip
+    extra = pseudo_label(teacher, text.ids_unlabelled, schedule.pseudo_label_confidence)
+    echo(
+        f"{recipe.name}: the teacher labelled {len(extra.labels)} of {extra.considered} unlabelled reviews "
+        f"with at least {schedule.pseudo_label_confidence:g} confidence; training the student on them too"
+    )
+    student = build_model(recipe, schedule)
+    start_embeddings(student, text.vectors)
+    x_train, y_train = combine(text.ids_train, y_train, extra)
+    final = teacher_log.epochs[-1] if teacher_log.epochs else {}
+    accuracy = round(float(final.get("val_accuracy", math.nan)), 6)
+    described = {**extra.describe(), "teacher_validation_accuracy": accuracy}
+    return student, x_train, y_train, described
 
 
 def build_model(recipe: Recipe, schedule: Schedule) -> keras.Model:
