@@ -18,7 +18,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from classify_train.ensemble import served
 from classify_train.errors import ExportError
 from classify_train.metadata import OUTPUT_NAME, SIGNATURE
 from classify_train.repository import STAGING_PREFIX, publish
@@ -78,13 +77,13 @@ def serving_function(trained: TrainedModel) -> Callable[[tf.Tensor], dict[str, t
     if encoder is not None:
 
         def serve_texts(texts: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {OUTPUT_NAME: served(model(encoder(texts), training=False))}
+            return {OUTPUT_NAME: model(encoder(texts), training=False)}
 
         return serve_texts
 
     def serve_images(images: tf.Tensor) -> dict[str, tf.Tensor]:
         # The model's first layer casts uint8 to float32 and scales by 1/255.
-        return {OUTPUT_NAME: served(model(images, training=False))}
+        return {OUTPUT_NAME: model(images, training=False)}
 
     return serve_images
 
@@ -93,7 +92,7 @@ def keras_probabilities(trained: TrainedModel, inputs: np.ndarray | list[str]) -
     """What the in-memory Keras model predicts, the reference the exported graph must match."""
     if trained.encoder is not None:
         inputs = np.asarray(trained.encoder(tf.constant(inputs)))
-    return np.asarray(served(tf.constant(trained.model.predict(inputs, verbose=0))))
+    return np.asarray(trained.model.predict(inputs, verbose=0))
 
 
 def verify_saved_model(trained: TrainedModel, directory: Path, sample: np.ndarray | list[str]) -> None:

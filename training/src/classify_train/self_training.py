@@ -13,8 +13,6 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from classify_train.ensemble import served
-
 _PREDICT_BATCH = 512
 
 
@@ -45,7 +43,7 @@ def predict_by_length(model: keras.Model, ids: np.ndarray) -> np.ndarray:
     for start in range(0, len(order), _PREDICT_BATCH):
         rows = order[start : start + _PREDICT_BATCH]
         width = max(1, int(lengths[rows].max()))
-        batch = np.asarray(served(model(ids[rows, :width], training=False)))
+        batch = np.asarray(model(ids[rows, :width], training=False))
         if probabilities is None:
             probabilities = np.zeros((len(ids), batch.shape[1]), np.float32)
         probabilities[rows] = batch

@@ -88,21 +88,8 @@ def prepare_text_model(
 
 def start_embeddings(model: keras.Model, vectors: np.ndarray | None) -> None:
     """Set every embedding layer of ``model`` to the pre-trained vectors (no-op without them)."""
-    if vectors is None:
-        return
-    for layer in embedding_layers(model):
-        layer.set_weights([vectors])
-
-
-def embedding_layers(model: keras.Model) -> list[keras.layers.Embedding]:
-    """Every Embedding layer, inside the members of an ensemble too."""
-    found: list[keras.layers.Embedding] = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Embedding):
-            found.append(layer)
-        elif isinstance(layer, keras.Model):
-            found.extend(embedding_layers(layer))
-    return found
+    if vectors is not None:
+        model.get_layer("embedding").set_weights([vectors])
 
 
 def tokenize(texts: list[str]) -> list[list[str]]:

@@ -24,7 +24,6 @@ import tensorflow as tf
 from classify_train.buckets import LengthBuckets
 from classify_train.data.dataset import Dataset
 from classify_train.data.split import ValidationSplit, rows, subset
-from classify_train.ensemble import objective
 from classify_train.models.summary import describe_architecture
 from classify_train.progress import ProgressReporter
 from classify_train.recipes import Recipe, Schedule
@@ -162,7 +161,11 @@ def fit(
         steps_per_epoch = int(inputs.cardinality())
     else:
         steps_per_epoch = math.ceil(len(y_train) / schedule.batch_size)
-    model.compile(optimizer=make_optimizer(schedule, steps_per_epoch, epochs), **objective(model))
+    model.compile(
+        optimizer=make_optimizer(schedule, steps_per_epoch, epochs),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
 
     history_log = HistoryLog(run_dir / HISTORY_FILE if run_dir else None)
     callbacks: list[keras.callbacks.Callback] = []

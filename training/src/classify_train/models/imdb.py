@@ -83,41 +83,15 @@ def build_lstm(
     pooling: str = "last",
     dropout: float = 0.0,
     head_words: int | None = None,
-    members: int = 1,
 ) -> keras.Model:
     """Embedding (id 0 = padding, masked) then an LSTM then a softmax over [negative, positive].
 
     ``pooling="last"`` (the course's model) classifies from the LSTM's final state; ``"max-mean"`` from the
     maximum and the mean of its outputs over all words, which lets a strong phrase anywhere in a long
     review count. ``bidirectional`` runs a second LSTM from the end of the review backwards.
-
-    ``members`` > 1 builds that many such networks side by side over the same ids (an ensemble, see
-    classify_train.ensemble): the output is then (rows, members, 2), each member trained on its own
-    loss, and the served probabilities are the members' mean.
     """
     # ``sequence_length`` and ``head_words`` shape the ReviewEncoder in front; the model takes any length.
     del sequence_length, head_words
-    options = {"bidirectional": bidirectional, "pooling": pooling, "dropout": dropout}
-    if members == 1:
-        return _lstm_network(vocabulary_size, embedding_dim, lstm_units, name="imdb_lstm", **options)
-    ids = keras.Input(shape=(None,), dtype="int64", name="token_ids")
-    networks = [
-        _lstm_network(vocabulary_size, embedding_dim, lstm_units, name=f"member_{index}", **options)
-        for index in range(members)
-    ]
-    return keras.Model(ids, StackMembers()([network(ids) for network in networks]), name="imdb_lstm")
-
-
-def _lstm_network(
-    vocabulary_size: int,
-    embedding_dim: int,
-    lstm_units: int,
-    *,
-    bidirectional: bool,
-    pooling: str,
-    dropout: float,
-    name: str,
-) -> keras.Model:
     ids = keras.Input(shape=(None,), dtype="int64", name="token_ids")
     x = layers.Embedding(vocabulary_size, embedding_dim, mask_zero=True, name="embedding")(ids)
     if dropout:
@@ -131,18 +105,7 @@ def _lstm_network(
     if dropout:
         x = layers.Dropout(dropout)(x)
     probabilities = layers.Dense(NUM_CLASSES, activation="softmax")(x)
-    return keras.Model(ids, probabilities, name=name)
-
-
-class StackMembers(layers.Layer):
-    """[(rows, classes)] * members -> (rows, members, classes)."""
-
-    def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
-        return tf.stack(inputs, axis=1)
-
-    def compute_output_shape(self, input_shape: list[tuple[int | None, ...]]) -> tuple[int | None, ...]:
-        rows, classes = input_shape[0]
-        return (rows, len(input_shape), classes)
+    return keras.Model(ids, probabilities, name="imdb_lstm")
 
 
 class _MaskedMax(layers.Layer):

@@ -12,18 +12,10 @@ if TYPE_CHECKING:
 
 def describe_architecture(model: keras.Model, encoder: ReviewEncoder | None = None) -> str:
     parts = [encoder.describe()] if encoder is not None else []
-    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    if members:  # an ensemble of identical members (classify_train.ensemble)
-        parts.append(f"{len(members)} x ({_describe_layers(members[0])}) -> mean")
-    else:
-        parts.append(_describe_layers(model))
-    return " -> ".join(parts)
-
-
-def _describe_layers(model: keras.Model) -> str:
-    return " -> ".join(
+    parts.extend(
         _describe_layer(layer) for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)
     )
+    return " -> ".join(parts)
 
 
 def _describe_layer(layer: keras.layers.Layer) -> str:
