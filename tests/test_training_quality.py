@@ -206,7 +206,13 @@ def tiny_text_export(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -
         stream.writelines(json.dumps({"text": r["text"], "label": -1}) + "\n" for r in reviews[150:250])
 
     full = RECIPES["imdb-lstm"].full
-    small = {"vocabulary_size": 800, "sequence_length": 40, "embedding_dim": 8, "lstm_units": 4}
+    small = {
+        "vocabulary_size": 800,
+        "sequence_length": 40,
+        "head_words": 10,
+        "embedding_dim": 8,
+        "lstm_units": 4,
+    }
     tiny = dataclasses.replace(
         full,
         epochs=1,

@@ -9,10 +9,11 @@ rejects instead of blocking when full.
 The queue can also be bounded in time: the batcher measures how many seconds a row of this model takes
 and refuses a request that would wait longer than ``max_queued_batches`` full-batch executions before
 its own starts (TF Serving's max_enqueued_batches, but in measured time, so long texts count for what
-they cost), and always one that could not finish before its deadline (RESOURCE_EXHAUSTED: the deadline
-has not passed yet). Under overload that sheds at once what a row count alone would queue for seconds.
-Requests whose deadline passed anyway, or whose caller went away, are dropped before compute. If a
-merged batch fails, its requests are re-run one by one so a bad request cannot fail its batch mates.
+they cost), and always one that could not even start before its deadline (RESOURCE_EXHAUSTED: the
+deadline has not passed yet). Under overload that sheds at once what a row count alone would queue
+for seconds. Requests whose deadline passed anyway, or whose caller went away, are dropped before
+compute. If a merged batch fails, its requests are re-run one by one so a bad request cannot fail its
+batch mates.
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ class BatcherStats:
     executions: int = 0
     executed_rows: int = 0
     expired: int = 0  # dropped before compute: the deadline passed while queued
-    # Shed on arrival: the queue was full (rows), too slow (--max-queued-batches) or slower than the deadline.
     cancelled: int = 0
+    # Shed on arrival: the queue was full (rows), too slow (--max-queued-batches) or slower than the deadline.
     rejected: int = 0
     failed: int = 0
     queue_seconds: float = 0.0
@@ -177,14 +178,14 @@ class DynamicBatcher:
             )
         if deadline is not None:
             # Shed now rather than run it late: the deadline has not passed yet, so RESOURCE_EXHAUSTED
-            # (another replica may make it), not DEADLINE_EXCEEDED.
-            finish = wait + rows * self._seconds_per_row
+            # (another replica may make it), not DEADLINE_EXCEEDED. Only the wait counts, not the
+            # request's own execution: the pace learnt from small batches overstates large ones.
             left = deadline - asyncio.get_running_loop().time()
-            if finish > left:
+            if wait > left:
                 self.stats.rejected += 1
                 raise OverloadedError(
-                    f"model {self.name!r} is overloaded: its queue and this request need about "
-                    f"{finish * 1000:.0f} ms, the deadline leaves {max(left, 0) * 1000:.0f} ms; retry with "
+                    f"model {self.name!r} is overloaded: the work queued ahead needs about "
+                    f"{wait * 1000:.0f} ms, the deadline leaves {max(left, 0) * 1000:.0f} ms; retry with "
                     "backoff or on another replica"
                 )
 

@@ -99,12 +99,15 @@ class Recipe:
 
 
 _IMAGE_PREPROCESSING = "casts the uint8 pixels to float32, divides them by 255"
-# Full: a bidirectional LSTM over the first 400 words (covers ~85% of reviews whole), max and mean pooled
-# over time; vocabulary from the training and the 50,000 unlabelled reviews, embeddings started from
-# skip-gram vectors pre-trained on the same texts.
+# Full: a bidirectional LSTM over up to 600 words (95% of reviews whole; a longer one keeps its first 150
+# and last 450, where the verdict usually is), max and mean pooled over time; vocabulary from the training
+# and the 50,000 unlabelled reviews, embeddings started from skip-gram vectors pre-trained on the same
+# texts. Measured on the validation split (2026-11-27, one run each): first 400 words 0.8984-0.9004,
+# first 150 + last 450 0.9004; dropout 0.4 0.9004; weight EMA 0.900; two such models averaged 0.898.
 _LSTM_FULL: dict[str, Any] = {
     "vocabulary_size": 30000,
-    "sequence_length": 400,
+    "sequence_length": 600,
+    "head_words": 150,
     "embedding_dim": 128,
     "lstm_units": 64,
     "bidirectional": True,
@@ -199,6 +202,10 @@ RECIPES: dict[str, Recipe] = {
                 model_options=_LSTM_FULL,
                 vocabulary_from_unlabelled=True,
                 pretrain_embedding_epochs=3,
+                # Self-training: the teacher (this recipe, 0.9036) labels ~40,000 of the 50,000 unlabelled
+                # reviews at >= 0.9; the student trained on them too read 0.9032 after 2 of 4 epochs
+                # (teacher: 0.8964 at that point).
+                pseudo_label_confidence=0.9,
             ),
             quick=Schedule(
                 epochs=1,
