@@ -294,6 +294,7 @@ def write_summary(
         "optimizer": f"{training.get('optimizer')}, lr {training.get('learning_rate')}, "
         f"{training.get('learning_rate_schedule', 'constant')}",
         "augmentation": training.get("augmentation"),
+        "self-training": training.get("self_training"),
         "seed": training.get("seed"),
         "validation split sha256": document.get("data", {}).get("validation_split", {}).get("indices_sha256"),
     }
