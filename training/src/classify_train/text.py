@@ -87,7 +87,7 @@ def prepare_text_model(
 
 
 def start_embeddings(model: keras.Model, vectors: np.ndarray | None) -> None:
-    """Set every embedding layer of ``model`` to the pre-trained vectors (no-op without them)."""
+    """Start ``model``'s embedding layer from the pre-trained vectors (no-op without them)."""
     if vectors is not None:
         model.get_layer("embedding").set_weights([vectors])
 
