@@ -167,8 +167,10 @@ class DynamicBatcher:
                 f"model {self.name!r} is overloaded: {self._queued_rows} rows queued, capacity "
                 f"{self.policy.queue_capacity_rows}, this request adds {rows}; retry with backoff"
             )
-        wait = self.expected_wait()
         allowed = self.policy.max_queued_batches * self.policy.max_batch_size * self._seconds_per_row
+        if not allowed and deadline is None:
+            return  # no time bound applies: spare the request path the wait estimate
+        wait = self.expected_wait()
         if allowed and wait > allowed:
             self.stats.rejected += 1
             raise OverloadedError(

@@ -61,6 +61,10 @@ class LengthBuckets:
         width = max(1, int(self.lengths[rows].max()))
         return self.ids[rows, :width], self.labels[rows]
 
+    def rows_of(self, index: int) -> np.ndarray:
+        """Positions in ``ids`` of the rows of batch ``index``, in the batch's order."""
+        return self._batches[index]
+
     def on_epoch_end(self) -> None:
         if self.shuffle:
             self._batches = self._plan()
@@ -79,3 +83,11 @@ class LengthBuckets:
         )
         batches = tf.data.Dataset.from_generator(self._one_pass, output_signature=signature)
         return batches.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(2)
+
+
+def concat_padded(parts: list[np.ndarray]) -> np.ndarray:
+    """The rows of several 0-padded id arrays in one array, each padded at the end to the widest."""
+    if not parts:
+        return np.zeros((0, 1), np.int64)
+    width = max(part.shape[1] for part in parts)
+    return np.concatenate([np.pad(part, [(0, 0), (0, width - part.shape[1])]) for part in parts])

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from classify_train.buckets import LengthBuckets, concat_padded
+
 _PREDICT_BATCH = 512
 
 
@@ -37,21 +39,17 @@ def pseudo_label(teacher: keras.Model, ids: np.ndarray, confidence: float) -> Ps
 def predict_by_length(model: keras.Model, ids: np.ndarray) -> np.ndarray:
     """Probabilities for every row, computed in batches of similar length (each cut to its longest row,
     as in training) and returned in the rows' order."""
-    lengths = np.count_nonzero(ids, axis=1)
-    order = np.argsort(lengths, kind="stable")
+    buckets = LengthBuckets(ids, np.zeros(len(ids), np.int64), _PREDICT_BATCH, shuffle=False, seed=0)
     probabilities: np.ndarray | None = None
-    for start in range(0, len(order), _PREDICT_BATCH):
-        rows = order[start : start + _PREDICT_BATCH]
-        width = max(1, int(lengths[rows].max()))
-        batch = np.asarray(model(ids[rows, :width], training=False))
+    for index in range(len(buckets)):
+        batch, _ = buckets[index]
+        answers = np.asarray(model(batch, training=False))
         if probabilities is None:
-            probabilities = np.zeros((len(ids), batch.shape[1]), np.float32)
-        probabilities[rows] = batch
+            probabilities = np.zeros((len(ids), answers.shape[1]), np.float32)
+        probabilities[buckets.rows_of(index)] = answers
     return probabilities if probabilities is not None else np.zeros((0, 0), np.float32)
 
 
 def combine(ids: np.ndarray, labels: np.ndarray, extra: PseudoLabels) -> tuple[np.ndarray, np.ndarray]:
     """Training rows plus pseudo-labelled ones, ids padded to a common width."""
-    width = max(ids.shape[1], extra.ids.shape[1])
-    padded = [np.pad(part, [(0, 0), (0, width - part.shape[1])]) for part in (ids, extra.ids)]
-    return np.concatenate(padded), np.concatenate([labels.astype(np.int64), extra.labels])
+    return concat_padded([ids, extra.ids]), np.concatenate([labels.astype(np.int64), extra.labels])

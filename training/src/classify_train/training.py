@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from classify_train.buckets import LengthBuckets
+from classify_train.buckets import LengthBuckets, concat_padded
 from classify_train.data.dataset import Dataset
 from classify_train.data.split import ValidationSplit, rows, subset
 from classify_train.models.summary import describe_architecture
@@ -319,9 +319,7 @@ def encode_texts(encoder: ReviewEncoder, texts: list[str]) -> np.ndarray:
         np.asarray(encoder(tf.constant(texts[i : i + _VECTORIZE_BATCH])))
         for i in range(0, len(texts), _VECTORIZE_BATCH)
     ]
-    width = max((batch.shape[1] for batch in batches), default=1)
-    padded = [np.pad(batch, [(0, 0), (0, width - batch.shape[1])]) for batch in batches]
-    return np.concatenate(padded) if padded else np.zeros((0, 1), np.int64)
+    return concat_padded(batches)
 
 
 class HistoryLog(keras.callbacks.Callback):
