@@ -14,6 +14,7 @@ absolute numbers.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import socket
@@ -27,12 +28,15 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from classify_client.bench import generated_inputs
+from classify_client.conversions import Inputs
+
 BIN = Path(sys.executable).parent
 MODELS = ("mnist-softmax", "mnist-mlp", "mnist-cnn", "imdb-lstm")
-SAMPLE_TEXT = (
-    "This film was a pleasant surprise: the acting is strong, the story moves quickly and the ending "
-    "made the whole theatre laugh and cry. I would gladly watch it again with friends."
-)
+# The served figures come from `classify bench`'s generated inputs; the in-process limit is measured on
+# the same ones. A variable-length text graph costs what its longest review costs, so one short sentence
+# repeated would overstate the limit several-fold against 20-200-word requests.
+GENERATED_POOL = 1024
 
 
 @dataclass
@@ -75,22 +79,30 @@ def in_process_rates(repository: Path, seconds: float) -> dict[str, dict[int, tu
         function = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
         input_name, output_name = meta["input"]["name"], meta["output"]["name"]
         rates[name] = {}
+        pool = generated_inputs(meta["input"]["kind"], GENERATED_POOL)
         for batch in (1, 32, 128):
-            if meta["input"]["kind"] == "image":
-                rows = np.random.default_rng(0).integers(0, 256, (batch, 28, 28), dtype=np.uint8)
-            else:
-                rows = np.array([SAMPLE_TEXT] * batch, dtype=object)
+            batches = itertools.cycle(
+                [in_process_batch(pool, start, batch) for start in range(0, GENERATED_POOL, batch)]
+            )
             for _ in range(5):  # warm the shape
-                function(**{input_name: tf.constant(rows)})[output_name].numpy()
+                function(**{input_name: tf.constant(next(batches))})[output_name].numpy()
             durations = []
             deadline = time.perf_counter() + seconds
             while time.perf_counter() < deadline:
+                rows = next(batches)
                 started = time.perf_counter()
                 function(**{input_name: tf.constant(rows)})[output_name].numpy()
                 durations.append(time.perf_counter() - started)
             total = sum(durations)
             rates[name][batch] = (batch * len(durations) / total, float(np.median(durations)))
     return rates
+
+
+def in_process_batch(pool: Inputs, start: int, rows: int) -> np.ndarray:
+    """Rows ``start`` to ``start + rows`` of the pool, as the signature takes them."""
+    if pool.images is not None:
+        return pool.images[start : start + rows]
+    return np.array((pool.texts or [])[start : start + rows], dtype=object)
 
 
 def free_port() -> int:
@@ -184,7 +196,10 @@ def main() -> int:
         "--server-arg", action="append", default=[], help="extra classify-server flag (repeat)"
     )
     args = parser.parse_args()
-    configure_threads(int(os.environ.get("CLASSIFY_INTRA_OP_THREADS", "0")), 1)
+    configure_threads(  # the server's defaults, or what CLASSIFY_*_OP_THREADS give both
+        int(os.environ.get("CLASSIFY_INTRA_OP_THREADS", "0")),
+        int(os.environ.get("CLASSIFY_INTER_OP_THREADS", "2")),
+    )
     print(f"in-process limits ({args.seconds:g} s per figure) ...", flush=True)
     limits = in_process_rates(args.model_repository, args.seconds)
     for name, by_batch in limits.items():

@@ -153,7 +153,10 @@ class ServerSettings(BaseSettings):
         0, ge=0, description="TensorFlow intra-op threads; 0 lets TensorFlow use every core"
     )
     inter_op_threads: int = Field(
-        1, ge=0, description="TensorFlow inter-op threads; 0 lets TensorFlow decide"
+        2,
+        ge=0,
+        description="TensorFlow inter-op threads (independent ops of one execution side by side: the two "
+        "directions of a bidirectional LSTM); 0 lets TensorFlow decide (one per core)",
     )
     log_level: str = Field(
         "INFO",
