@@ -47,7 +47,8 @@ bench: $(STAMP)
 	$(BIN)/classify-train all --quick --if-empty --data-dir '$(DATA_DIR)' --export '$(MODEL_REPOSITORY)'
 	$(BIN)/python server/benchmarks/serving_limits.py --model-repository '$(MODEL_REPOSITORY)' $(BENCH_ARGS)
 
-# Fuzz, soak, overload and a server restart under a scoring job, one table (docs: README, Reliability).
+# Fuzz, soak, overload, a server restart under a scoring job and version swaps + SIGTERM under load, one
+# table (docs: README, Reliability).
 # CPU heavy at full scale (~15 min); RELIABILITY_ARGS='--scale 0.05' for a quick look.
 reliability: $(STAMP)
 	$(BIN)/classify-train all --quick --if-empty --data-dir '$(DATA_DIR)' --export '$(MODEL_REPOSITORY)'

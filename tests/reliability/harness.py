@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fuzzing import fuzz_server, served_models
+from lifecycle import lifecycle
 from load import overload, soak
 from restart import score_through_restart
 from servers import Server
@@ -33,6 +35,8 @@ FULL_SOAK_REQUESTS = 100_000
 SOAK_CONCURRENCY = 256
 RSS_GROWTH_LIMIT = 0.05
 OVERLOAD_FACTOR = 10.0
+LIFECYCLE_MODEL = "mnist-cnn"
+LIFECYCLE_CALLERS = 128
 # The second overload phase's server: a queue bounded by expected wait instead of rows. A tenth of a batch
 # admits a request only as the running execution ends, so it waits for little more than its own (measured
 # 2026-11-28, 10x flood of 128-image requests: p99 1.8x the unloaded p99 at 0.1, 1.9-2.0x at 0.25, 3.1x at
@@ -196,6 +200,44 @@ def restart_phase(server: Server, scale: float, data_dir: Path, work: Path) -> P
     )
 
 
+def lifecycle_phase(repository: Path, scale: float, work: Path) -> Phase:
+    """Its own server on a copy of mnist-cnn: this phase publishes versions and ends with SIGTERM."""
+    copy = work / "lifecycle"
+    shutil.copytree(repository / LIFECYCLE_MODEL, copy / LIFECYCLE_MODEL)
+    server = Server(copy, work, "--poll-seconds", "0.3").start()
+    callers = max(int(LIFECYCLE_CALLERS * scale), 16)
+    try:
+        server.wait_serving()
+        result = asyncio.run(lifecycle(server, LIFECYCLE_MODEL, callers, settle_seconds=max(5 * scale, 2.0)))
+    finally:
+        server.stop()
+    accepted, around = result.accepted, result.around_signal
+    outcomes = {code: around.count(code) for code in around.latencies_ms}
+    return Phase(
+        "new version, corrupt version, SIGTERM, under load",
+        f"mnist-cnn, {callers} concurrent callers, 8-image requests",
+        f"v{result.swapped_to} swapped in ({result.swap_seconds:.1f} s), v{result.swapped_to + 1} corrupt "
+        f"({'reported failed' if result.corrupt_reported else 'NOT reported'}, serving "
+        f"{result.served_after_corrupt}), SIGTERM with {result.in_progress_at_signal} in progress "
+        f"(exit {result.exit_code})",
+        f"{accepted.count('OK') + accepted.errors + sum(outcomes.values()):,} requests",
+        result.failures,
+        f"accepted before the signal: {accepted.count('OK'):,} OK, {accepted.errors} failed; "
+        f"around and after it: {outcomes}",
+        result.failures == 0,
+        {
+            "accepted": {code: accepted.count(code) for code in accepted.latencies_ms},
+            "accepted_errors": {c: accepted.details[c] for c in accepted.latencies_ms if c != "OK"},
+            "around_signal": outcomes,
+            "around_signal_details": {c: around.details[c] for c in around.latencies_ms if c != "OK"},
+            "swap_seconds": round(result.swap_seconds, 2),
+            "served_after_corrupt": result.served_after_corrupt,
+            "in_progress_at_signal": result.in_progress_at_signal,
+            "exit_code": result.exit_code,
+        },
+    )
+
+
 def print_table(phases: list[Phase], header: str) -> None:
     print(header)
     print("| phase | load held | faults survived | inputs tried | failures | figures |")
@@ -206,11 +248,13 @@ def print_table(phases: list[Phase], header: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Reliability harness: fuzz, soak, overload, restart.")
+    parser = argparse.ArgumentParser(
+        description="Reliability harness: fuzz, soak, overload, restart, lifecycle."
+    )
     parser.add_argument("--model-repository", type=Path, required=True)
     parser.add_argument("--data-dir", type=Path, default=None, help="default: $CLASSIFY_DATA_DIR")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full counts (CI: 0.05)")
-    parser.add_argument("--phases", default="fuzz,soak,overload,restart")
+    parser.add_argument("--phases", default="fuzz,soak,overload,restart,lifecycle")
     parser.add_argument("--json-out", type=Path, help="also write every phase's figures here")
     parser.add_argument(
         "--overload-batch", type=int, default=128, help="images per request in the overload phases"
@@ -246,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                 ),
                 ("restart", lambda: restart_phase(server, args.scale, data_dir, work)),
+                ("lifecycle", lambda: lifecycle_phase(args.model_repository, args.scale, work)),
             ]
             for name, step in steps:
                 if name in wanted:
