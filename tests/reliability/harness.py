@@ -1,4 +1,5 @@
-"""The reliability harness: fuzz, soak, overload and a server restart under a scoring job, one table.
+"""The reliability harness: fuzz, soak, overload, a server restart under a scoring job, and version swaps
+plus SIGTERM under load (lifecycle), one table.
 
     python tests/reliability/harness.py --model-repository models            # the full run (~15 min)
     python tests/reliability/harness.py --model-repository models --scale 0.05  # what CI runs

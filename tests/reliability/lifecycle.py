@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,7 +80,10 @@ class Models:
         (summary,) = [m for m in reply.models if m.name == self.model]
         return {v.version: v.state for v in summary.versions}
 
-    async def wait_until(self, wanted: str, check, timeout: float = 180.0) -> float:
+    async def wait_until(
+        self, wanted: str, check: Callable[[dict[int, str]], bool], timeout: float = 180.0
+    ) -> float:
+        """Seconds until ``check`` holds for the versions' states; raises naming ``wanted`` if never."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             if check(await self.states()):
