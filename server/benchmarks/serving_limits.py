@@ -30,6 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from classify_client.bench import generated_inputs
 from classify_client.conversions import Inputs
+from classify_server.settings import ServerSettings
 
 BIN = Path(sys.executable).parent
 MODELS = ("mnist-softmax", "mnist-mlp", "mnist-cnn", "imdb-lstm")
@@ -57,6 +58,16 @@ class Floor:
             f"{self.name:<58} {self.served:>10,.0f} {self.limit:>10,.0f} {self.unit:<9} "
             f"{ratio:>6.2f} >= {self.required:<4} {verdict}"
         )
+
+
+def server_threads() -> tuple[int, int]:
+    """The intra- and inter-op threads the server started beside this will use: CLASSIFY_*_OP_THREADS
+    (which it reads too), else its own defaults, so the in-process limit runs with the same pools."""
+    defaults = ServerSettings.model_fields
+    return (
+        int(os.environ.get("CLASSIFY_INTRA_OP_THREADS", defaults["intra_op_threads"].default)),
+        int(os.environ.get("CLASSIFY_INTER_OP_THREADS", defaults["inter_op_threads"].default)),
+    )
 
 
 def configure_threads(intra: int, inter: int) -> None:
@@ -196,10 +207,7 @@ def main() -> int:
         "--server-arg", action="append", default=[], help="extra classify-server flag (repeat)"
     )
     args = parser.parse_args()
-    configure_threads(  # the server's defaults, or what CLASSIFY_*_OP_THREADS give both
-        int(os.environ.get("CLASSIFY_INTRA_OP_THREADS", "0")),
-        int(os.environ.get("CLASSIFY_INTER_OP_THREADS", "2")),
-    )
+    configure_threads(*server_threads())
     print(f"in-process limits ({args.seconds:g} s per figure) ...", flush=True)
     limits = in_process_rates(args.model_repository, args.seconds)
     for name, by_batch in limits.items():
