@@ -224,13 +224,14 @@ def lifecycle_phase(repository: Path, scale: float, work: Path) -> Phase:
         f"{accepted.count('OK') + accepted.errors + sum(outcomes.values()):,} requests",
         result.failures,
         f"accepted before the signal: {accepted.count('OK'):,} OK, {accepted.errors} failed; "
-        f"around and after it: {outcomes}",
+        f"around and after it: {outcomes}; never started, sent again: {result.resent}",
         result.failures == 0,
         {
             "accepted": {code: accepted.count(code) for code in accepted.latencies_ms},
             "accepted_errors": {c: accepted.details[c] for c in accepted.latencies_ms if c != "OK"},
             "around_signal": outcomes,
             "around_signal_details": {c: around.details[c] for c in around.latencies_ms if c != "OK"},
+            "resent_unstarted_at_shutdown": result.resent,
             "swap_seconds": round(result.swap_seconds, 2),
             "served_after_corrupt": result.served_after_corrupt,
             "in_progress_at_signal": result.in_progress_at_signal,

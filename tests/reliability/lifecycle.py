@@ -5,6 +5,9 @@ The operations tests (tests/test_model_lifecycle.py, tests/test_server_e2e.py) c
 few callers; this runs them in a row under the harness's load. A call sent well before the signal must
 be answered OK: the swap and the broken version are invisible to callers. Around and after the signal a
 call is answered, or refused with UNAVAILABLE because the server is draining and then gone.
+
+The callers do what the client library's retry policy does with a call that gRPC, stopping, ended with
+a bare CANCELLED before the server ever saw it (grpc/grpc#41785): they send it again, and count it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from load import Outcomes, Sender
 from servers import Server
 
 from classify_client._proto.classify.v1 import classify_pb2
+from classify_client.retry import UNSTARTED_AT_SHUTDOWN_DETAILS
 
 # Calls sent this long before SIGTERM have surely reached the server, so they count as accepted.
 ACCEPTED_MARGIN_SECONDS = 1.0
@@ -40,6 +44,7 @@ class LifecycleResult:
     served_after_corrupt: list[int] = field(default_factory=list)
     in_progress_at_signal: int | None = None
     exit_code: int | None = None
+    resent: int = 0  # calls gRPC ended unstarted at shutdown, sent again (module doc)
 
     @property
     def failures(self) -> int:
@@ -110,8 +115,14 @@ async def lifecycle(server: Server, model: str, callers: int, settle_seconds: fl
         i = offset
         while not stop.is_set():
             sent = time.monotonic()
-            bucket = Outcomes()
-            await sender.one(sender.payloads[i % len(sender.payloads)], 30, time.perf_counter_ns(), bucket)
+            while True:
+                bucket = Outcomes()
+                await sender.one(
+                    sender.payloads[i % len(sender.payloads)], 30, time.perf_counter_ns(), bucket
+                )
+                if bucket.details.get("CANCELLED") != UNSTARTED_AT_SHUTDOWN_DETAILS:
+                    break
+                result.resent += 1
             # Known only now: whether the signal came, and so whether this call was surely accepted.
             accepted = signalled_at is None or sent < signalled_at - ACCEPTED_MARGIN_SECONDS
             target = result.accepted if accepted else result.around_signal

@@ -10,6 +10,12 @@ the traffic when a server is merely flaky.
 
 Only idempotent calls retry (Classify, ListModels, GetModelMetadata): answering one twice is harmless.
 Streams never do (part of a stream may already have been answered), nor LoadModel / UnloadModel.
+
+Besides UNAVAILABLE, one kind of CANCELLED retries: a stopping server's gRPC core ends the calls it had
+received but not yet handed to the application with CANCELLED and the bare text "CANCELLED"
+(grpc/grpc#41785; the proposed fix, grpc/grpc#41786, makes them UNAVAILABLE). The server never ran
+them, so they are as safe to send again as a refused connection. A call this client cancels itself
+never gets here: gRPC raises FutureCancelledError or asyncio.CancelledError for those, not RpcError.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ class RetryPolicy:
     max_backoff: float = 5.0
     multiplier: float = 2.0
     codes: frozenset[grpc.StatusCode] = frozenset({grpc.StatusCode.UNAVAILABLE})
+    # Also retry the CANCELLED a stopping server's gRPC core gives calls it never started (module doc).
+    retry_unstarted_at_shutdown: bool = True
     budget_ratio: float = 0.2
     budget_per_second: float = 10.0
 
@@ -62,6 +70,9 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
+# The status text gRPC core gives a call it received but never handed to the application when the
+# server stops (filter_stack_call.cc, ExternalUnref); the application's own CANCELLED carries its words.
+UNSTARTED_AT_SHUTDOWN_DETAILS = "CANCELLED"
 
 
 @dataclass
@@ -130,13 +141,23 @@ class Retrier:
 
     def next_pause(self, error: grpc.RpcError, attempt: int, deadline: Deadline) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or None to give up with ``error``."""
-        code = error.code() if hasattr(error, "code") else None
-        if code not in self.policy.codes or attempt + 1 >= self.policy.max_attempts:
+        if not self.retryable(error) or attempt + 1 >= self.policy.max_attempts:
             return None
         pause = self.policy.pause(attempt)
         if not deadline.allows(pause) or not self.budget.try_spend():
             return None
         return pause
+
+    def retryable(self, error: grpc.RpcError) -> bool:
+        code = error.code() if hasattr(error, "code") else None
+        if code in self.policy.codes:
+            return True
+        return (
+            self.policy.retry_unstarted_at_shutdown
+            and code == grpc.StatusCode.CANCELLED
+            and hasattr(error, "details")
+            and error.details() == UNSTARTED_AT_SHUTDOWN_DETAILS
+        )
 
     def give_up(self, error: grpc.RpcError, attempts: int, started: float) -> ClassifyError:
         converted = error_from_rpc(error)
