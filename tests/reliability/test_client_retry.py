@@ -91,8 +91,8 @@ def test_a_deadline_too_close_for_the_next_pause_ends_retrying() -> None:
 
 
 class CancellingProxy(grpc.GenericRpcHandler):
-    """Forwards every unary call to ``upstream`` byte for byte, except that it ends the next ``cancels``
-    Classify calls with CANCELLED and ``details`` instead."""
+    """Forwards every unary call to ``upstream`` byte for byte, except the Classify calls that
+    ``cancel_next`` picks: it ends those itself with CANCELLED and the details given."""
 
     def __init__(self, upstream: str) -> None:
         self._channel = grpc.insecure_channel(upstream)
