@@ -149,6 +149,7 @@ class Retrier:
         return pause
 
     def retryable(self, error: grpc.RpcError) -> bool:
+        """Whether the policy sends a call that failed with ``error`` again (pauses and budget aside)."""
         code = error.code() if hasattr(error, "code") else None
         if code in self.policy.codes:
             return True
