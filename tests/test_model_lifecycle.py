@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 import pytest
 from conftest import ServerProcess, copy_model, health_status, run_cli
+from lifecycle import publish
 
 from classify_client import Client, UnavailableError
 from classify_client._proto.classify.v1 import classify_pb2 as pb
@@ -44,15 +45,6 @@ def test_version_policies_select_from_what_is_on_disk(
 def test_bad_version_policies_are_refused_with_the_forms(text: str) -> None:
     with pytest.raises(ValueError, match="latest:N"):
         VersionPolicy.parse(text)
-
-
-def publish_version(model_dir: Path, source_version: Path, version: int) -> Path:
-    """Copy a version in the way exports do: write aside, then rename into place in one step."""
-    staging = model_dir / f".staging-{version}"
-    shutil.copytree(source_version, staging)
-    target = model_dir / str(version)
-    os.rename(staging, target)
-    return target
 
 
 def summaries(target: str) -> dict[str, pb.ModelSummary]:
@@ -130,7 +122,7 @@ def test_new_version_swaps_in_under_load_with_no_failed_requests(
     model_dir = watched_repository / "mnist-mlp"
     with ContinuousLoad(started.target, "mnist-mlp", threads=16) as load:
         time.sleep(2.0)
-        publish_version(model_dir, model_dir / "1", 2)
+        publish(model_dir, model_dir / "1", 2)
         wait_for(
             lambda: [v.version for v in summaries(started.target)["mnist-mlp"].versions] == [2],
             what="v2 only",
@@ -155,7 +147,7 @@ def test_a_corrupt_new_version_is_reported_and_the_old_one_keeps_serving(
 ) -> None:
     started = start_watching(private_server, watched_repository)
     model_dir = watched_repository / "mnist-mlp"
-    broken = publish_version(model_dir, model_dir / "1", 2)
+    broken = publish(model_dir, model_dir / "1", 2)
     (broken / "saved_model.pb").write_bytes(b"garbage")
     wait_for(
         lambda: any(v.state == "failed" for v in summaries(started.target)["mnist-mlp"].versions),
@@ -180,7 +172,7 @@ def test_latest_two_serves_both_and_requests_may_name_a_version(
     watched_repository: Path, private_server
 ) -> None:
     model_dir = watched_repository / "mnist-mlp"
-    publish_version(model_dir, model_dir / "1", 2)
+    publish(model_dir, model_dir / "1", 2)
     started = start_watching(private_server, watched_repository, "--version-policy", "latest:2")
     with Client(started.target) as client:
         assert client.classify("mnist-mlp", images=DIGITS).version == 2

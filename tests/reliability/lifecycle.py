@@ -62,7 +62,8 @@ class LifecycleResult:
 
 
 def publish(model_dir: Path, source: Path, version: int) -> Path:
-    """Copy a version in the way exports do: written aside, then renamed into place in one step."""
+    """Copy a version in the way exports do: written aside, then renamed into place in one step (the
+    operations tests in tests/test_model_lifecycle.py publish through this too)."""
     staging = model_dir / f".staging-{version}"
     shutil.copytree(source, staging)
     return Path(shutil.move(staging, model_dir / str(version)))
