@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from classify_server.batcher import BatchingPolicy, DynamicBatcher, pad_rows
 from classify_server.errors import DeadlineExceededError, OverloadedError, UnavailableError
+from classify_server.serving.batcher import BatchingPolicy, DynamicBatcher, pad_rows
 
 
 class GatedModel:

@@ -8,7 +8,6 @@ import grpc
 import numpy as np
 import pytest
 
-from classify_client._proto.classify.v1 import classify_pb2
 from classify_client.conversions import (
     Inputs,
     as_image_array,
@@ -17,7 +16,6 @@ from classify_client.conversions import (
     check_top_k,
     chunk_bounds,
     classify_request,
-    images_from_batch,
     merge_results,
     metadata_from_proto,
     result_from_response,
@@ -26,6 +24,8 @@ from classify_client.errors import InvalidInputError, OverloadedError
 from classify_client.settings import UNSET, CallDefaults, channel_options
 from classify_client.streaming import reply_from_proto, stream_request_proto
 from classify_client.types import StreamRequest
+from classify_client.wire.arrays import images_from_batch
+from classify_client.wire.proto.classify.v1 import classify_pb2
 
 RNG = np.random.default_rng(7)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from classify_server.devices import MEMORY_LIMIT_ENV, configure_devices, memory_limit_mb
+from classify_server.serving.devices import MEMORY_LIMIT_ENV, configure_devices, memory_limit_mb
 
 
 def test_on_this_cpu_machine_it_changes_nothing_and_leaves_the_runtime_unstarted() -> None:
@@ -19,7 +19,7 @@ def test_on_this_cpu_machine_it_changes_nothing_and_leaves_the_runtime_unstarted
     # TensorFlow's runtime has not started, so configure_devices must not start it.
     script = (
         "import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
-        "from classify_server.devices import configure_devices\n"
+        "from classify_server.serving.devices import configure_devices\n"
         "import tensorflow as tf\n"
         "assert configure_devices() == []\n"
         "tf.config.threading.set_intra_op_parallelism_threads(1)\n"
@@ -75,7 +75,7 @@ GPUS = [FakeGPU("/physical_device:GPU:0"), FakeGPU("/physical_device:GPU:1")]
 
 def test_every_gpu_gets_memory_growth_by_default_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     config = FakeConfig(GPUS)
-    with caplog.at_level(logging.INFO, logger="classify_server.devices"):
+    with caplog.at_level(logging.INFO, logger="classify_server.serving.devices"):
         described = configure_devices(config, environ={})
     assert config.growth == {gpu.name: True for gpu in GPUS}
     assert config.limits == {}

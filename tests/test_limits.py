@@ -24,8 +24,8 @@ from tritonclient.grpc import service_pb2 as v2
 from tritonclient.grpc import service_pb2_grpc as v2_grpc
 
 from classify_client import Client, InvalidInputError, MessageTooLargeError, OverloadedError
-from classify_client._proto.classify.v1 import classify_pb2 as pb
-from classify_client._proto.classify.v1 import classify_pb2_grpc as pb_grpc
+from classify_client.wire.proto.classify.v1 import classify_pb2 as pb
+from classify_client.wire.proto.classify.v1 import classify_pb2_grpc as pb_grpc
 
 SMALL_MESSAGES = 64 * 1024
 LIMITS = ("--max-message-bytes", str(SMALL_MESSAGES), "--max-request-rows", "3000")

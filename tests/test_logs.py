@@ -11,8 +11,8 @@ import pytest
 from conftest import ServerProcess, copy_model, run_cli
 
 from classify_client import REQUEST_ID_HEADER, Client, InvalidInputError, ModelNotFoundError
-from classify_client._proto.classify.v1 import classify_pb2 as pb
-from classify_client._proto.classify.v1 import classify_pb2_grpc as pb_grpc
+from classify_client.wire.proto.classify.v1 import classify_pb2 as pb
+from classify_client.wire.proto.classify.v1 import classify_pb2_grpc as pb_grpc
 
 DIGIT = np.zeros((1, 28, 28), dtype=np.uint8)
 

@@ -17,9 +17,9 @@ from conftest import ServerProcess, copy_model, health_status, run_cli
 from lifecycle import publish
 
 from classify_client import Client, UnavailableError
-from classify_client._proto.classify.v1 import classify_pb2 as pb
-from classify_client._proto.classify.v1 import classify_pb2_grpc as pb_grpc
-from classify_server.version_policy import VersionPolicy
+from classify_client.wire.proto.classify.v1 import classify_pb2 as pb
+from classify_client.wire.proto.classify.v1 import classify_pb2_grpc as pb_grpc
+from classify_server.serving.version_policy import VersionPolicy
 
 DIGITS = np.zeros((4, 28, 28), dtype=np.uint8)
 

@@ -43,7 +43,7 @@ def test_check_reports_an_edited_generated_file(tmp_path: Path) -> None:
 
 def test_generated_imports_are_anchored_in_the_client_package() -> None:
     grpc_module = (
-        REPO_ROOT / "client/src/classify_client/_proto/classify/v1/classify_pb2_grpc.py"
+        REPO_ROOT / "client/src/classify_client/wire/proto/classify/v1/classify_pb2_grpc.py"
     ).read_text()
-    assert "from classify_client._proto.classify.v1 import classify_pb2" in grpc_module
+    assert "from classify_client.wire.proto.classify.v1 import classify_pb2" in grpc_module
     assert "\nfrom classify.v1" not in grpc_module

@@ -15,7 +15,7 @@ from conftest import REPO_ROOT
 from google.protobuf import descriptor_pb2
 from test_proto_generated import load_generator
 
-GENERATED = REPO_ROOT / "client/src/classify_client/_proto"
+GENERATED = REPO_ROOT / "client/src/classify_client/wire/proto"
 TF_SERVING_FILES = (
     "model",
     "predict",
@@ -60,7 +60,7 @@ def test_client_imports_no_vendored_protocol_module() -> None:
     probe = (
         "import sys, classify_client, classify_client.cli, classify_client.score_job; "
         "from classify_client import Client, AsyncClient; "
-        "print(sorted(m for m in sys.modules if '_proto.inference' in m or '_proto.tensorflow' in m))"
+        "print(sorted(m for m in sys.modules if 'wire.proto.inference' in m or 'wire.proto.tensorflow' in m))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -17,9 +17,9 @@ from conftest import MODEL_NAMES, ServerProcess, copy_model, health_status
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from classify_client import ClassifyError, Client
-from classify_client._proto.classify.v1 import classify_pb2 as pb
-from classify_client._proto.classify.v1 import classify_pb2_grpc as pb_grpc
 from classify_client.formats import iter_jsonl, read_idx
+from classify_client.wire.proto.classify.v1 import classify_pb2 as pb
+from classify_client.wire.proto.classify.v1 import classify_pb2_grpc as pb_grpc
 
 MNIST_MODELS = [name for name in MODEL_NAMES if name.startswith("mnist")]
 

@@ -25,8 +25,8 @@ METHOD = "/bench.Echo/Call"
 
 
 def serve(guarded: bool, port_file: str) -> None:
-    from classify_server.calls import CallGuard, GuardedRegistration
-    from classify_server.limits import ConcurrencyLimit
+    from classify_server.call_guard import CallGuard, GuardedRegistration
+    from classify_server.concurrency import ConcurrencyLimit
 
     async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return request

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from hypothesis import strategies as st
 
-from classify_client._proto.classify.v1 import classify_pb2 as native
-from classify_client._proto.inference import grpc_predict_v2_pb2 as v2
+from classify_client.wire.proto.classify.v1 import classify_pb2 as native
+from classify_client.wire.proto.inference import grpc_predict_v2_pb2 as v2
 
 PIXELS = 28 * 28
 FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=32)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-from classify_client._proto.tensorflow_serving.apis import (
+from classify_client.wire.proto.tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     inference_pb2,
@@ -115,7 +115,7 @@ def example(draw: st.DrawFn) -> example_pb2.Example:
 
 @st.composite
 def tf_input(draw: st.DrawFn):
-    from classify_client._proto.tensorflow_serving.apis import input_pb2
+    from classify_client.wire.proto.tensorflow_serving.apis import input_pb2
 
     model_input = input_pb2.Input()
     kind = draw(st.sampled_from(["list", "context", "none"]))

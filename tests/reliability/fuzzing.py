@@ -36,8 +36,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from classify_client._proto.classify.v1 import classify_pb2 as native
-from classify_client._proto.inference import grpc_predict_v2_pb2 as v2
+from classify_client.wire.proto.classify.v1 import classify_pb2 as native
+from classify_client.wire.proto.inference import grpc_predict_v2_pb2 as v2
 
 CODE = grpc.StatusCode
 # What the README's status table promises for any call.

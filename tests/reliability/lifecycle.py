@@ -25,8 +25,8 @@ import grpc
 from load import Outcomes, Sender
 from servers import Server
 
-from classify_client._proto.classify.v1 import classify_pb2
 from classify_client.retry import UNSTARTED_AT_SHUTDOWN_DETAILS
+from classify_client.wire.proto.classify.v1 import classify_pb2
 
 # Calls sent this long before SIGTERM have surely reached the server, so they count as accepted.
 ACCEPTED_MARGIN_SECONDS = 1.0

@@ -19,7 +19,6 @@ import grpc
 import numpy as np
 
 from classify_client import Client
-from classify_client._proto.classify.v1 import classify_pb2
 from classify_client.bench import (
     CLASSIFY_METHOD,
     LoadGenerator,
@@ -29,6 +28,7 @@ from classify_client.bench import (
     serialized_requests,
 )
 from classify_client.settings import channel_options
+from classify_client.wire.proto.classify.v1 import classify_pb2
 
 
 def mixed_payloads(target: str, batch_sizes: tuple[int, ...] = (1, 8, 32), seed: int = 0) -> list[bytes]:

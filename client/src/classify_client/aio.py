@@ -13,7 +13,6 @@ import numpy as np
 from grpc_health.v1 import health_pb2_grpc
 
 from . import health as health_protocol
-from ._proto.classify.v1 import classify_pb2, classify_pb2_grpc
 from .conversions import (
     as_inputs,
     check_top_k,
@@ -41,6 +40,7 @@ from .settings import (
 )
 from .streaming import reply_from_proto, stream_request_proto
 from .types import ClassifyResult, ModelInfo, ModelMetadata, StreamReply, StreamRequest
+from .wire.proto.classify.v1 import classify_pb2, classify_pb2_grpc
 
 
 class AsyncClient:

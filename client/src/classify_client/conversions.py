@@ -11,11 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._proto.classify.v1 import classify_pb2
 from .types import ClassifyResult, ClassScore, InputSpec, ModelInfo, ModelMetadata, Prediction, VersionStatus
+from .wire.arrays import IMAGE_PIXELS, IMAGE_SIDE, image_batch
+from .wire.proto.classify.v1 import classify_pb2
 
-IMAGE_SIDE = 28
-IMAGE_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 EXPECTED_IMAGES = (
     "images must be a uint8 array (0-255) or a float array in [0, 1] of shape "
     "(N, 28, 28), (N, 28, 28, 1), (N, 784) or a single (28, 28) image"
@@ -99,16 +98,6 @@ def chunk_bounds(total: int, chunk_rows: int) -> list[tuple[int, int]]:
     return [(start, min(start + chunk_rows, total)) for start in range(0, total, chunk_rows)]
 
 
-def image_batch(images: np.ndarray) -> classify_pb2.ImageBatch:
-    return classify_pb2.ImageBatch(data=images.tobytes(order="C"), shape=list(images.shape))
-
-
-def images_from_batch(batch: classify_pb2.ImageBatch) -> np.ndarray:
-    """The inverse of ``image_batch``: a read-only uint8 array of the batch's shape."""
-    shape = tuple(int(dim) for dim in batch.shape)
-    return np.frombuffer(batch.data, dtype=np.uint8).reshape(shape)
-
-
 def classify_request(
     model: str,
     inputs: Inputs,
@@ -138,20 +127,6 @@ def prediction_from_proto(message: classify_pb2.Prediction) -> Prediction:
     classes = [ClassScore(index=c.index, label=c.label, score=float(c.score)) for c in message.classes]
     probabilities = np.array(message.probabilities, dtype=np.float32) if message.probabilities else None
     return Prediction(classes=classes, probabilities=probabilities)
-
-
-def top_classes(probabilities: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and scores of the k most probable classes per row, best first (k is clamped to 1..C).
-
-    The server's rule for native answers; the V2 client applies it to raw probabilities, so both give
-    identical answers, ties included."""
-    k = min(max(k, 1), probabilities.shape[1])
-    if k == 1:  # the common case; argmax also keeps the first of tied classes
-        order = probabilities.argmax(axis=1)[:, np.newaxis]
-    else:
-        # Stable sort on the negated scores keeps ties in label order, so answers are deterministic.
-        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    return order, np.take_along_axis(probabilities, order, axis=1)
 
 
 def predictions_from_arrays(

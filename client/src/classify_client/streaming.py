@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ._proto.classify.v1 import classify_pb2
 from .conversions import as_inputs, check_top_k, classify_request, result_from_response
 from .errors import error_for_status, status_from_number
 from .types import StreamReply, StreamRequest
+from .wire.proto.classify.v1 import classify_pb2
 
 
 def stream_request_proto(request: StreamRequest, number: int) -> classify_pb2.ClassifyRequest:

@@ -10,21 +10,20 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from classify_client._proto.classify.v1 import classify_pb2_grpc
-
-from . import kserve_servicer
-from .batcher import BatchingPolicy
-from .calls import CallGuard, GuardedRegistration
-from .data_plane import DataPlane
-from .devices import configure_devices
-from .limits import ConcurrencyLimit
-from .metrics import ServerMetrics
-from .registry import READY, ModelRegistry, ModelState
-from .runner import configure_tensorflow
-from .security import TokenAuthInterceptor, load_tokens, server_credentials
-from .servicer import SERVICE_NAME, ClassifierServicer
-from .settings import ServerSettings
-from .validation import InputLimits
+from classify_client.wire.proto.classify.v1 import classify_pb2_grpc
+from classify_server.call_guard import CallGuard, GuardedRegistration
+from classify_server.concurrency import ConcurrencyLimit
+from classify_server.metrics import ServerMetrics
+from classify_server.protocols import kserve
+from classify_server.protocols.native import SERVICE_NAME, ClassifierServicer
+from classify_server.security import TokenAuthInterceptor, load_tokens, server_credentials
+from classify_server.serving.batcher import BatchingPolicy
+from classify_server.serving.data_plane import DataPlane
+from classify_server.serving.devices import configure_devices
+from classify_server.serving.registry import READY, ModelRegistry, ModelState
+from classify_server.serving.runner import configure_tensorflow
+from classify_server.serving.validation import InputLimits
+from classify_server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +76,17 @@ class ClassifyServer:
         classify_pb2_grpc.add_ClassifierServicer_to_server(
             ClassifierServicer(self.data_plane, settings.stream_window), guarded
         )
-        kserve_servicer.pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-            kserve_servicer.InferenceServicer(self.data_plane, settings.stream_window), guarded
+        kserve.pb_grpc.add_GRPCInferenceServiceServicer_to_server(
+            kserve.InferenceServicer(self.data_plane, settings.stream_window), guarded
         )
         # TF Serving's servicer imports TensorFlow's generated protos: imported here, where the server
         # already has TensorFlow, never by anything the client distribution imports.
-        from . import tfserving_servicer
+        from classify_server.protocols import tfserving
 
-        tfserving_servicer.prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            tfserving_servicer.PredictionServicer(self.data_plane), guarded
+        tfserving.prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            tfserving.PredictionServicer(self.data_plane), guarded
         )
-        self.services = (SERVICE_NAME, kserve_servicer.SERVICE_NAME, tfserving_servicer.SERVICE_NAME)
+        self.services = (SERVICE_NAME, kserve.SERVICE_NAME, tfserving.SERVICE_NAME)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from .request_ids import current_call
+from classify_server.request_ids import current_call
 
 log = logging.getLogger(__name__)
 

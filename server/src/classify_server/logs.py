@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -45,7 +48,8 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str, log_format: LogFormat) -> None:
     """Send every logger (ours, grpc's, TensorFlow's Python side, warnings) to stderr in one format."""
-    handler = logging.StreamHandler(sys.stderr)
+    stream = capture_native_stderr() if log_format == "json" else sys.stderr
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(PLAIN_FORMAT))
     root = logging.getLogger()
     for existing in list(root.handlers):
@@ -53,6 +57,39 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.captureWarnings(True)
+
+
+# absl's prefix on C++ log lines (TensorFlow, gRPC core): severity letter, then the date.
+_ABSL_LINE = re.compile(r"^(?P<severity>[IWEF])\d{4} ")
+_ABSL_LEVELS = {"I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR, "F": logging.CRITICAL}
+
+
+def capture_native_stderr() -> Any:
+    """Route what C++ libraries write straight to file descriptor 2 through Python logging.
+
+    TensorFlow and gRPC core print through absl, outside Python and deaf to TF_CPP_MIN_LOG_LEVEL in
+    recent builds, and one plain line breaks a JSON log pipeline. Descriptor 2 becomes a pipe read by a
+    thread that re-logs each foreign line under the ``native`` logger; Python's own handler writes to a
+    duplicate of the original stderr. Returns that stream."""
+    original = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    sys.stderr = os.fdopen(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    threading.Thread(target=_relog_native_lines, args=(read_end,), name="native-stderr", daemon=True).start()
+    return original
+
+
+def _relog_native_lines(read_end: int) -> None:
+    log = logging.getLogger("native")
+    with os.fdopen(read_end, encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            text = line.rstrip("\n")
+            if not text.strip():
+                continue
+            match = _ABSL_LINE.match(text)
+            level = _ABSL_LEVELS[match["severity"]] if match else logging.WARNING
+            log.log(level, text, extra={"event": "native_output"})
 
 
 def lifecycle(event: str, model: str, version: int, **fields: Any) -> dict[str, Any]:

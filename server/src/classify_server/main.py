@@ -9,10 +9,10 @@ import sys
 
 from pydantic import ValidationError
 
-from .config_file import ConfigFileError
-from .logs import configure_logging
-from .repository import ModelSpecError
-from .settings import ServerSettings, load_settings
+from classify_server.config_file import ConfigFileError
+from classify_server.logs import configure_logging
+from classify_server.serving.repository import ModelSpecError
+from classify_server.settings import ServerSettings, load_settings
 
 log = logging.getLogger("classify_server")
 
@@ -61,7 +61,9 @@ def _summary(settings: ServerSettings) -> dict[str, object]:
 
 
 async def _serve(settings: ServerSettings) -> None:
-    from .app import serve  # imported here so `--help` does not wait for TensorFlow and grpc set-up
+    from classify_server.app import (
+        serve,  # imported here so `--help` does not wait for TensorFlow and grpc set-up
+    )
 
     await serve(settings)
 

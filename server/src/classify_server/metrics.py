@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .batcher import TIME_BUCKETS, BatcherStats
-from .registry import LoadedModel, ModelRegistry
+from classify_server.serving.batcher import TIME_BUCKETS, BatcherStats
+from classify_server.serving.registry import LoadedModel, ModelRegistry
 
 UNKNOWN_MODEL = "_unknown"  # requests naming no loaded model: never one label value per typo
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

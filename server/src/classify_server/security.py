@@ -14,8 +14,8 @@ from typing import Any
 
 import grpc
 
-from .errors import UnauthenticatedError, status_of
-from .request_ids import REQUEST_ID_HEADER, current_call
+from classify_server.errors import UnauthenticatedError, status_of
+from classify_server.request_ids import REQUEST_ID_HEADER, current_call
 
 OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/",)
 

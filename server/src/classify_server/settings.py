@@ -14,8 +14,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from .config_file import ConfigFileSource, config_file_path, reading_config_file
-from .version_policy import VersionPolicy
+from classify_server.config_file import ConfigFileSource, config_file_path, reading_config_file
+from classify_server.serving.version_policy import VersionPolicy
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

@@ -16,11 +16,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from classify_train.buckets import concat_padded
 from classify_train.models.imdb import ReviewEncoder, build_vectorizer, standardize
 from classify_train.recipes import Schedule
-from classify_train.training import encode_texts
 
 EMBEDDINGS_FILE = "embeddings.npy"
+_VECTORIZE_BATCH = 2048  # texts per vectorizer call: bounds the ragged intermediate's memory
 _STANDARDIZE_BATCH = 4096
 _WORD2VEC_WINDOW = 5
 
@@ -150,3 +151,13 @@ def pretrain_embeddings(
         f"in {time.perf_counter() - clock:.0f} s"
     )
     return vectors
+
+
+def encode_texts(encoder: ReviewEncoder, texts: list[str]) -> np.ndarray:
+    """Token ids for all texts, computed once up front so every epoch trains on plain int arrays:
+    one row per text, 0-padded to the longest (LengthBuckets cuts each batch to its own longest)."""
+    batches = [
+        np.asarray(encoder(tf.constant(texts[i : i + _VECTORIZE_BATCH])))
+        for i in range(0, len(texts), _VECTORIZE_BATCH)
+    ]
+    return concat_padded(batches)

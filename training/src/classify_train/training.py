@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from classify_train.buckets import LengthBuckets, concat_padded
+from classify_train.buckets import LengthBuckets
 from classify_train.data.dataset import Dataset
 from classify_train.data.split import ValidationSplit, rows, subset
 from classify_train.models.summary import describe_architecture
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from classify_train.models.imdb import ReviewEncoder
     from classify_train.text import TextPreparation
 
-_VECTORIZE_BATCH = 2048
 _EVALUATION_BATCH = 512
 HISTORY_FILE = "history.json"
 TENSORBOARD_DIR = "tensorboard"
@@ -310,16 +309,6 @@ def image_augmenter(options: dict[str, float], seed: int) -> Callable[[tf.Tensor
         return tf.cast(tf.clip_by_value(tf.round(warped), 0, 255), tf.uint8)
 
     return augment
-
-
-def encode_texts(encoder: ReviewEncoder, texts: list[str]) -> np.ndarray:
-    """Token ids for all texts, computed once up front so every epoch trains on plain int arrays:
-    one row per text, 0-padded to the longest (LengthBuckets cuts each batch to its own longest)."""
-    batches = [
-        np.asarray(encoder(tf.constant(texts[i : i + _VECTORIZE_BATCH])))
-        for i in range(0, len(texts), _VECTORIZE_BATCH)
-    ]
-    return concat_padded(batches)
 
 
 class HistoryLog(keras.callbacks.Callback):

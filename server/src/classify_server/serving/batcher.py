@@ -1,0 +1,377 @@
+"""Per-model dynamic batching: merge queued requests into one model execution.
+
+Greedy by default (measured on this machine kind, see DESIGN.md): while a batch runs, new requests
+queue; when it finishes, everything queued (up to ``max_batch_size`` rows) becomes the next batch. An
+optional queue delay waits for more rows, timed from the first queued request's arrival (not from when
+the batcher wakes). Rows count, not requests, both for the batch size and for the bounded queue, which
+rejects instead of blocking when full.
+
+The queue can also be bounded in time: the batcher measures how many seconds a row of this model takes
+and refuses a request that would wait longer than ``max_queued_batches`` full-batch executions before
+its own starts (TF Serving's max_enqueued_batches, but in measured time, so long texts count for what
+they cost), and always one that could not even start before its deadline (RESOURCE_EXHAUSTED: the
+deadline has not passed yet). Under overload that sheds at once what a row count alone would queue
+for seconds. Requests whose deadline passed anyway, or whose caller went away, are dropped before
+compute. If a merged batch fails, its requests are re-run one by one so a bad request cannot fail its
+batch mates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from classify_server.errors import DeadlineExceededError, OverloadedError, UnavailableError
+
+log = logging.getLogger(__name__)
+
+RunBatch = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class BatchingPolicy:
+    max_batch_size: int
+    queue_capacity_rows: int
+    # Seconds to wait for more rows after the first arrival; 0 runs whatever is queued at once.
+    max_queue_delay: float = 0.0
+    # Executions are padded up to the smallest of these that fits (fixed shapes for XLA); empty: no padding.
+    preferred_batch_sizes: tuple[int, ...] = ()
+    # Executions of this model that may run at the same time (each on its own worker thread).
+    max_batches_in_flight: int = 1
+    # An execution of at most this many rows, when no other execution of the model is running, runs on
+    # the event loop's thread: the hand-off to a worker thread and back costs ~0.1 ms of CPU and up to
+    # 0.4 ms of latency, which dominates a lone small request. 0: always use the worker threads.
+    inline_max_rows: int = 0
+    # Full-batch executions (max_batch_size rows at the measured seconds per row) a request may expect
+    # to wait for before its own starts; one expected to wait longer is refused. 0: no bound but the rows'.
+    max_queued_batches: float = 0.0
+
+
+# An inline execution blocks the event loop, so every model's requests (and health checks) wait for it:
+# small batches run inline only while their last execution took at most this long.
+INLINE_BUDGET_SECONDS = 0.002
+
+# Weight of the newest execution in the seconds-per-row estimate (an exponential moving average over
+# rows, so large executions, which set the pace under load, count most).
+RATE_SMOOTHING = 0.1
+
+# Upper bounds (seconds) of the queue-time and compute-time histograms exported as metrics.
+TIME_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _time_counts() -> list[int]:
+    return [0] * (len(TIME_BUCKETS) + 1)  # the last slot counts values above every bound
+
+
+@dataclass
+class BatcherStats:
+    """What batching achieved: compare ``requests`` with ``executions`` to see whether it batches."""
+
+    requests: int = 0
+    rows: int = 0
+    executions: int = 0
+    executed_rows: int = 0
+    expired: int = 0  # dropped before compute: the deadline passed while queued
+    cancelled: int = 0
+    # Shed on arrival: the queue was full (rows), too slow (--max-queued-batches) or slower than the deadline.
+    rejected: int = 0
+    failed: int = 0
+    queue_seconds: float = 0.0
+    compute_seconds: float = 0.0
+    batch_sizes: Counter[int] = field(default_factory=Counter)
+    queue_time_counts: list[int] = field(default_factory=_time_counts)
+    compute_time_counts: list[int] = field(default_factory=_time_counts)
+
+
+@dataclass(eq=False)
+class _Pending:
+    rows: np.ndarray
+    future: asyncio.Future[np.ndarray]
+    deadline: float | None  # on the event loop's clock
+    arrival: float  # on the event loop's clock
+
+
+class DynamicBatcher:
+    """Queue rows for one model and run them in merged batches on worker threads."""
+
+    def __init__(self, name: str, run: RunBatch, policy: BatchingPolicy) -> None:
+        self.name = name
+        self.policy = policy
+        self.stats = BatcherStats()
+        self._stats_lock = threading.Lock()  # worker threads update compute figures concurrently
+        self._run = run
+        self._preferred = sorted(set(policy.preferred_batch_sizes))
+        self._executor = ThreadPoolExecutor(
+            max_workers=policy.max_batches_in_flight, thread_name_prefix=f"model-{name}"
+        )
+        self._slots = asyncio.Semaphore(policy.max_batches_in_flight)
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        # Seconds the last execution of at most inline_max_rows rows took, wherever it ran.
+        self._small_batch_seconds = 0.0
+        # Measured seconds per row (0 until the first execution), and the executions running now:
+        # their rows and when they started (perf_counter).
+        self._seconds_per_row = 0.0
+        self._running: dict[int, tuple[int, float]] = {}
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._executions: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._serve(), name=f"batcher-{self.name}")
+
+    def expected_wait(self) -> float:
+        """Seconds a request arriving now would wait before its execution starts: the queued rows at
+        the measured pace plus what is left of the running executions (0 until the model has run once)."""
+        pace = self._seconds_per_row
+        now = time.perf_counter()
+        running = sum(max(0.0, rows * pace - (now - started)) for rows, started in self._running.values())
+        return (self._queued_rows * pace + running) / self.policy.max_batches_in_flight
+
+    async def submit(self, rows: np.ndarray, deadline: float | None = None) -> np.ndarray:
+        """Queue ``rows`` and wait for their outputs, row for row."""
+        if self._closing:
+            raise UnavailableError(f"model {self.name!r} is shutting down; retry on another replica")
+        self._admit(len(rows), deadline)
+        loop = asyncio.get_running_loop()
+        pending = _Pending(rows, loop.create_future(), deadline, loop.time())
+        self._queue.append(pending)
+        self._queued_rows += len(rows)
+        self.stats.requests += 1
+        self.stats.rows += len(rows)
+        self._wakeup.set()
+        # A caller that goes away cancels this await, which cancels the future: _take then skips it.
+        return await pending.future
+
+    def _admit(self, rows: int, deadline: float | None) -> None:
+        """Refuse a request the queue cannot take: too many rows, too long a wait, or a deadline it
+        would miss. Refusing on arrival is cheap; queueing it would only delay everyone behind it."""
+        if self._queued_rows + rows > self.policy.queue_capacity_rows:
+            self.stats.rejected += 1
+            raise OverloadedError(
+                f"model {self.name!r} is overloaded: {self._queued_rows} rows queued, capacity "
+                f"{self.policy.queue_capacity_rows}, this request adds {rows}; retry with backoff"
+            )
+        allowed = self.policy.max_queued_batches * self.policy.max_batch_size * self._seconds_per_row
+        if not allowed and deadline is None:
+            return  # no time bound applies: spare the request path the wait estimate
+        wait = self.expected_wait()
+        if allowed and wait > allowed:
+            self.stats.rejected += 1
+            raise OverloadedError(
+                f"model {self.name!r} is overloaded: a request now would wait about {wait * 1000:.0f} ms "
+                f"in its queue, over the {allowed * 1000:.0f} ms of {self.policy.max_queued_batches:g} "
+                "full batches allowed (--max-queued-batches); retry with backoff"
+            )
+        if deadline is not None:
+            # Shed now rather than run it late: the deadline has not passed yet, so RESOURCE_EXHAUSTED
+            # (another replica may make it), not DEADLINE_EXCEEDED. Only the wait counts, not the
+            # request's own execution: the pace learnt from small batches overstates large ones.
+            left = deadline - asyncio.get_running_loop().time()
+            if wait > left:
+                self.stats.rejected += 1
+                raise OverloadedError(
+                    f"model {self.name!r} is overloaded: the work queued ahead needs about "
+                    f"{wait * 1000:.0f} ms, the deadline leaves {max(left, 0) * 1000:.0f} ms; retry with "
+                    "backoff or on another replica"
+                )
+
+    async def close(self) -> None:
+        """Finish everything queued and running, then stop the workers."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+        self._executor.shutdown(wait=True)
+
+    async def _serve(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    break
+                await self._wait_for_arrival()
+                continue
+            await self._slots.acquire()
+            await self._wait_to_fill()
+            batch = self._take()
+            if not batch:
+                self._slots.release()
+                continue
+            if self._runs_inline(batch):
+                try:
+                    await self._execute(batch, inline=True)
+                finally:
+                    self._slots.release()
+                continue
+            execution = asyncio.get_running_loop().create_task(self._execute(batch))
+            self._executions.add(execution)
+            execution.add_done_callback(self._execution_done)
+        if self._executions:
+            await asyncio.gather(*self._executions)
+
+    def _execution_done(self, task: asyncio.Task[None]) -> None:
+        self._executions.discard(task)
+        self._slots.release()
+
+    async def _wait_for_arrival(self, timeout: float | None = None) -> None:
+        self._wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def _wait_to_fill(self) -> None:
+        """With a queue delay, wait until a full batch is queued or the oldest request waited long enough."""
+        if self.policy.max_queue_delay <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        while self._queue and self._queued_rows < self.policy.max_batch_size and not self._closing:
+            remaining = self._queue[0].arrival + self.policy.max_queue_delay - loop.time()
+            if remaining <= 0:
+                return
+            await self._wait_for_arrival(remaining)
+
+    def _take(self) -> list[_Pending]:
+        """Pop queued requests up to max_batch_size rows; a larger single request goes alone."""
+        now = asyncio.get_running_loop().time()
+        batch: list[_Pending] = []
+        rows = 0
+        while self._queue:
+            head = self._queue[0]
+            if batch and rows + len(head.rows) > self.policy.max_batch_size:
+                break
+            self._queue.popleft()
+            self._queued_rows -= len(head.rows)
+            if head.future.done():
+                self.stats.cancelled += 1
+            elif head.deadline is not None and head.deadline <= now:
+                self.stats.expired += 1
+                head.future.set_exception(
+                    DeadlineExceededError(f"deadline passed while queued for model {self.name!r}")
+                )
+            else:
+                waited = now - head.arrival
+                self.stats.queue_seconds += waited
+                self.stats.queue_time_counts[bisect.bisect_left(TIME_BUCKETS, waited)] += 1
+                batch.append(head)
+                rows += len(head.rows)
+        return batch
+
+    def _runs_inline(self, batch: list[_Pending]) -> bool:
+        rows = sum(len(pending.rows) for pending in batch)
+        return (
+            rows <= self.policy.inline_max_rows
+            and not self._executions
+            and self._small_batch_seconds <= INLINE_BUDGET_SECONDS
+        )
+
+    async def _execute(self, batch: list[_Pending], inline: bool = False) -> None:
+        inputs = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
+        key = id(batch)
+        self._running[key] = (len(inputs), time.perf_counter())
+        try:
+            if inline:
+                outputs = self._run_in_chunks(inputs)
+            else:
+                loop = asyncio.get_running_loop()
+                outputs = await loop.run_in_executor(self._executor, self._run_in_chunks, inputs)
+        except Exception as exc:
+            del self._running[key]
+            await self._after_failure(batch, exc, inline)
+            return
+        del self._running[key]
+        self._scatter(batch, outputs)
+
+    async def _after_failure(self, batch: list[_Pending], exc: Exception, inline: bool) -> None:
+        """A lone request gets its error; a merged batch is re-run one by one so only the bad one fails."""
+        if len(batch) == 1:
+            self.stats.failed += 1
+            _settle(batch[0], exc)
+            return
+        log.warning(
+            "batch of %d requests failed for %s (%s); re-running one by one", len(batch), self.name, exc
+        )
+        for pending in batch:
+            await self._execute([pending], inline)
+
+    def _run_in_chunks(self, inputs: np.ndarray) -> np.ndarray:
+        """Runs on a worker thread: one execution per max_batch_size rows, each padded if configured."""
+        size = self.policy.max_batch_size
+        if len(inputs) <= size:
+            return self._run_padded(inputs)
+        return np.concatenate([self._run_padded(inputs[i : i + size]) for i in range(0, len(inputs), size)])
+
+    def _run_padded(self, rows: np.ndarray) -> np.ndarray:
+        padded = pad_rows(rows, self._preferred)
+        started = time.perf_counter()
+        try:
+            outputs = self._run(padded)
+        finally:  # a failed execution still ran and took time
+            elapsed = time.perf_counter() - started
+            if len(rows) <= self.policy.inline_max_rows:
+                self._small_batch_seconds = elapsed  # one float store: safe from a worker thread
+            with self._stats_lock:
+                self._seconds_per_row = _smoothed_rate(
+                    self._seconds_per_row, elapsed, len(padded), self.policy.max_batch_size
+                )
+                self.stats.compute_seconds += elapsed
+                self.stats.compute_time_counts[bisect.bisect_left(TIME_BUCKETS, elapsed)] += 1
+                self.stats.executions += 1
+                self.stats.executed_rows += len(padded)
+                self.stats.batch_sizes[len(padded)] += 1
+        return outputs[: len(rows)]
+
+    @staticmethod
+    def _scatter(batch: list[_Pending], outputs: np.ndarray) -> None:
+        start = 0
+        for pending in batch:
+            stop = start + len(pending.rows)
+            _settle(pending, outputs[start:stop])
+            start = stop
+
+
+def _smoothed_rate(previous: float, seconds: float, rows: int, full_batch: int) -> float:
+    """The seconds-per-row estimate after an execution of ``rows`` rows took ``seconds``.
+
+    A full batch moves it by RATE_SMOOTHING of the difference and smaller ones in proportion: a row
+    costs less in a large batch, and large batches are what a loaded queue drains in.
+    """
+    if previous == 0.0:
+        return seconds / rows
+    weight = min(1.0, RATE_SMOOTHING * rows / full_batch)
+    return previous + weight * (seconds / rows - previous)
+
+
+def pad_rows(rows: np.ndarray, preferred: Sequence[int]) -> np.ndarray:
+    """Repeat the first row up to the smallest preferred size that holds ``rows``; unchanged if none does.
+
+    Repeating a real row keeps the padding a valid input for any model (a blank text would not be).
+    """
+    index = bisect.bisect_left(preferred, len(rows))
+    if index == len(preferred) or preferred[index] == len(rows):
+        return rows
+    filler = np.repeat(rows[:1], preferred[index] - len(rows), axis=0)
+    return np.concatenate([rows, filler])
+
+
+def _settle(pending: _Pending, outcome: np.ndarray | BaseException) -> None:
+    """Deliver a result unless the caller has already gone away."""
+    if pending.future.done():
+        return
+    if isinstance(outcome, BaseException):
+        pending.future.set_exception(outcome)
+    else:
+        pending.future.set_result(outcome)

@@ -1,0 +1,106 @@
+"""The protocol-independent core: validate, resolve model and version, batch, pick the top classes.
+
+Every protocol the server speaks is a thin servicer over this class, so they all share one behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from classify_client.wire.arrays import top_classes
+from classify_server.errors import DeadlineExceededError, code_of
+from classify_server.serving.batcher import BatcherStats
+from classify_server.serving.registry import LoadedModel, ModelRegistry, ModelState
+from classify_server.serving.repository import ModelSpec
+from classify_server.serving.validation import InputLimits, Payload, model_input
+
+if TYPE_CHECKING:  # metrics imports prometheus-client; the data plane works without it
+    from classify_server.metrics import ServerMetrics
+
+
+@dataclass(frozen=True)
+class ClassifyCall:
+    model: str
+    version: int | None
+    payload: Payload | None
+    top_k: int
+    # Seconds the caller still waits, or None when it set no deadline.
+    time_remaining: float | None = None
+    # Which API the request came through, for metrics: native, kserve-v2, tf-serving.
+    protocol: str = "native"
+
+
+@dataclass(frozen=True)
+class Classification:
+    spec: ModelSpec
+    probabilities: np.ndarray  # float32, rows × classes
+    top_indices: np.ndarray  # int, rows × k, best first
+    top_scores: np.ndarray  # float32, rows × k
+
+
+class DataPlane:
+    def __init__(
+        self, registry: ModelRegistry, limits: InputLimits, metrics: ServerMetrics | None = None
+    ) -> None:
+        self.registry = registry
+        self.limits = limits
+        self._metrics = metrics
+
+    async def classify(self, call: ClassifyCall) -> Classification:
+        """Answer one request, counting its outcome and latency when metrics are on."""
+        started = time.perf_counter()
+        spec: ModelSpec | None = None
+        code = "OK"
+        try:
+            model = self.registry.resolve(call.model, call.version)
+            spec = model.spec
+            return await self._classify(model, call)
+        except BaseException as exc:
+            code = code_of(exc).name
+            raise
+        finally:
+            if self._metrics is not None:
+                self._metrics.observe(
+                    spec.name if spec else None,
+                    spec.version if spec else None,
+                    call.protocol,
+                    code,
+                    time.perf_counter() - started,
+                )
+
+    async def _classify(self, model: LoadedModel, call: ClassifyCall) -> Classification:
+        batch = model_input(call.payload, model.spec, self.limits)
+        deadline = None
+        if call.time_remaining is not None:
+            if call.time_remaining <= 0:
+                raise DeadlineExceededError("the request's deadline had passed when it arrived")
+            deadline = asyncio.get_running_loop().time() + call.time_remaining
+        probabilities = await model.batcher.submit(batch, deadline)
+        indices, scores = top_classes(probabilities, call.top_k)
+        return Classification(model.spec, probabilities, indices, scores)
+
+    def statistics(self, name: str | None) -> list[tuple[ModelSpec, BatcherStats, int]]:
+        """(spec, counters, rows queued now) of one model's versions, or of every loaded model."""
+        models = self.registry.loaded()
+        if name:
+            self.registry.resolve(name, None)  # NOT_FOUND / UNAVAILABLE with the usual messages
+            models = [model for model in models if model.spec.name == name]
+        return [(m.spec, m.batcher.stats, m.batcher.queued_rows) for m in models]
+
+    async def load_model(self, name: str) -> ModelState:
+        return await self.registry.load_model(name)
+
+    async def unload_model(self, name: str) -> ModelState:
+        return await self.registry.unload_model(name)
+
+    def model_states(self) -> list[ModelState]:
+        return self.registry.states()
+
+    def metadata(self, name: str, version: int | None) -> tuple[ModelSpec, list[int]]:
+        spec = self.registry.resolve(name, version).spec
+        return spec, self.registry.versions(name)
