@@ -1,6 +1,6 @@
 # Sourced by deploy/ci/containers.sh: a Docker engine, the compose plugin and stand-ins for the official
-# base images on a machine that has Debian's packages and PyPI but no container registry (see
-# ../shared/DESIGN.md, "Containers on these machines"). Each step skips itself when its result is
+# base images on a machine that has Debian's packages and PyPI but no container registry:
+# build machines here reach package registries only. Each step skips itself when its result is
 # already there, so a second run on one machine reuses the engine, the plugin and the images; a clean
 # machine gets everything from apt, PyPI and debootstrap.
 

@@ -1,7 +1,8 @@
 """Errors raised by the client: one class per gRPC status the server uses, so callers catch what they mean.
 
-The server maps every failure to a status code in one place (see DESIGN.md); the client maps it back to an
-exception type, keeping the server's detail text as the message because that text says what to fix.
+The server maps every failure to a status code in one place (``classify_server.errors``); the client
+maps it back to an exception type, keeping the server's detail text as the message because that text
+says what to fix.
 """
 
 from __future__ import annotations

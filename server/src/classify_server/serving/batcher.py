@@ -1,10 +1,10 @@
 """Per-model dynamic batching: merge queued requests into one model execution.
 
-Greedy by default (measured on this machine kind, see DESIGN.md): while a batch runs, new requests
-queue; when it finishes, everything queued (up to ``max_batch_size`` rows) becomes the next batch. An
-optional queue delay waits for more rows, timed from the first queued request's arrival (not from when
-the batcher wakes). Rows count, not requests, both for the batch size and for the bounded queue, which
-rejects instead of blocking when full.
+Greedy by default (measured on this machine kind: waiting for more rows only added latency): while a
+batch runs, new requests queue; when it finishes, everything queued (up to ``max_batch_size`` rows)
+becomes the next batch. An optional queue delay waits for more rows, timed from the first queued
+request's arrival (not from when the batcher wakes). Rows count, not requests, both for the batch size
+and for the bounded queue, which rejects instead of blocking when full.
 
 The queue can also be bounded in time: the batcher measures how many seconds a row of this model takes
 and refuses a request that would wait longer than ``max_queued_batches`` full-batch executions before
