@@ -7,6 +7,7 @@ travel in ``extra=`` and the JSON format emits each as a key of its own, so a pi
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -76,8 +77,18 @@ def capture_native_stderr() -> Any:
     os.dup2(write_end, 2)
     os.close(write_end)
     sys.stderr = os.fdopen(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
-    threading.Thread(target=_relog_native_lines, args=(read_end,), name="native-stderr", daemon=True).start()
+    reader = threading.Thread(target=_relog_native_lines, args=(read_end,), name="native-stderr", daemon=True)
+    reader.start()
+    atexit.register(_drain_native_stderr, reader)
     return original
+
+
+def _drain_native_stderr(reader: threading.Thread) -> None:
+    """At exit, close the pipe's only write end so the reader sees its end and logs the last lines
+    (a start-up error printed just before exit must not be lost)."""
+    sys.stderr.flush()
+    os.close(2)
+    reader.join(timeout=2.0)
 
 
 def _relog_native_lines(read_end: int) -> None:
