@@ -15,7 +15,7 @@ import re
 import sys
 import threading
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 LogFormat = Literal["plain", "json"]
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -65,7 +65,7 @@ _ABSL_LINE = re.compile(r"^(?P<severity>[IWEF])\d{4} ")
 _ABSL_LEVELS = {"I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR, "F": logging.CRITICAL}
 
 
-def capture_native_stderr() -> Any:
+def capture_native_stderr() -> TextIO:
     """Route what C++ libraries write straight to file descriptor 2 through Python logging.
 
     TensorFlow and gRPC core print through absl, outside Python and deaf to TF_CPP_MIN_LOG_LEVEL in

@@ -61,9 +61,8 @@ def _summary(settings: ServerSettings) -> dict[str, object]:
 
 
 async def _serve(settings: ServerSettings) -> None:
-    from classify_server.app import (
-        serve,  # imported here so `--help` does not wait for TensorFlow and grpc set-up
-    )
+    # Imported here so `--help` does not wait for TensorFlow and grpc set-up.
+    from classify_server.app import serve
 
     await serve(settings)
 

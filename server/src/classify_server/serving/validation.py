@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from classify_client.wire.arrays import IMAGE_SIDE
 from classify_server.errors import InvalidInputError
 from classify_server.serving.repository import ModelSpec
 
-IMAGE_HEIGHT = IMAGE_WIDTH = 28
+IMAGE_HEIGHT = IMAGE_WIDTH = IMAGE_SIDE  # the wire's one image size, shared with the client
 IMAGE_TAILS = ((IMAGE_HEIGHT, IMAGE_WIDTH), (IMAGE_HEIGHT, IMAGE_WIDTH, 1))
 
 
