@@ -42,13 +42,13 @@ test: $(STAMP)
 	$(BIN)/python proto/generate.py --check
 	CLASSIFY_DATA_DIR='$(DATA_DIR)' $(BIN)/pytest $(PYTEST_ARGS)
 
-# Served figures against the in-process limit, printed as ratios (docs: README, Performance).
+# Served figures against the in-process limit, printed as ratios (docs/performance.md).
 bench: $(STAMP)
 	$(BIN)/classify-train all --quick --if-empty --data-dir '$(DATA_DIR)' --export '$(MODEL_REPOSITORY)'
 	$(BIN)/python server/benchmarks/serving_limits.py --model-repository '$(MODEL_REPOSITORY)' $(BENCH_ARGS)
 
 # Fuzz, soak, overload, a server restart under a scoring job and version swaps + SIGTERM under load, one
-# table (docs: README, Reliability).
+# table (docs/reliability.md).
 # CPU heavy at full scale (~15 min); RELIABILITY_ARGS='--scale 0.05' for a quick look.
 reliability: $(STAMP)
 	$(BIN)/classify-train all --quick --if-empty --data-dir '$(DATA_DIR)' --export '$(MODEL_REPOSITORY)'

@@ -12,7 +12,7 @@ TARGET=127.0.0.1:$PORT
 mkdir -p "$WORK" "$REPOSITORY"
 if [[ ! -d "$DATA_DIR/mnist" || ! -d "$DATA_DIR/imdb" ]]; then
   echo "demo: no mnist/ and imdb/ under $DATA_DIR; point CLASSIFY_DATA_DIR at the data folder" >&2
-  echo "      (e.g. make demo CLASSIFY_DATA_DIR=/path/to/data; see README, Data)" >&2
+  echo "      (e.g. make demo CLASSIFY_DATA_DIR=/path/to/data; see docs/training.md, Data)" >&2
   exit 2
 fi
 

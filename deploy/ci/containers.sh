@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The containers, end to end, as CI runs them after the test suite (.ci/run) and as anyone can on a
-# Debian machine with root (README, Deploy):
+# Debian machine with root (docs/deploy.md):
 #   1. a Docker engine (Debian's docker.io, dockerd started by hand), compose v2 as a CLI plugin, and local
 #      stand-ins for the official base images, since no registry is reachable here (deploy/ci/engine.sh);
 #   2. static checks: hadolint on every Dockerfile, `docker compose config` with the gpu and monitoring

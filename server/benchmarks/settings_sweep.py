@@ -2,7 +2,7 @@
 
 Each configuration (a string of classify-server flags; "" is the defaults) gets its own server on
 loopback, then the six served figures of `serving_limits.py` for a few seconds each. Compare configurations
-within one run, as ratios: this is how the batching and thread defaults were chosen (README, Performance).
+within one run, as ratios: this is how the batching and thread defaults were chosen (docs/performance.md).
 
     python server/benchmarks/settings_sweep.py --model-repository models --seconds 5 \\
         --config "" --config "--max-batches-in-flight 2" --config "--inline-max-rows 0"
