@@ -1,5 +1,5 @@
 """What each model is and how it is trained, as plain data: no TensorFlow, so the CLI can list models
-and validate names instantly. ``full`` aims past the published results (docs/training.md, "Results"); ``quick``
+and validate names instantly. ``full`` aims past the published results (docs/training.md#results); ``quick``
 is one fast epoch for tests and the demo, measured on this machine kind (2 cores) to stay well above
 chance."""
 
