@@ -158,8 +158,6 @@ async def lifecycle(server: Server, model: str, callers: int, settle_seconds: fl
         await asyncio.gather(*tasks)
         await models.close()
         await sender.close()
-    found = re.search(
-        r"shutting down: (\d+) requests in progress", server.log_path.read_text(errors="replace")
-    )
+    found = re.search(r"shutting down: (\d+) requests in progress", server.log())
     result.in_progress_at_signal = int(found.group(1)) if found else None
     return result
