@@ -171,7 +171,7 @@ def test_weight_maps_are_blue_for_and_red_against() -> None:
     """The course's colours: a positive weight (ink votes for the digit) blue, a negative one red."""
     import matplotlib
 
-    from classify_train.report import WEIGHT_COLOURS
+    from classify_train.weight_maps import WEIGHT_COLOURS
 
     red, _, blue, _ = matplotlib.colormaps[WEIGHT_COLOURS](1.0)  # the most positive weight
     assert blue > 0.3 > red

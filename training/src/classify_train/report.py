@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from classify_train.recipes import SOFTMAX_MODELS
+from classify_train.weight_maps import WEIGHT_COLOURS
 
 if TYPE_CHECKING:
     from classify_train.data.dataset import Dataset
@@ -39,9 +40,6 @@ _WORST_IMAGES = 40
 _WORST_TEXTS = 8
 _SNIPPET_CHARS = 300
 _DPI = 110
-# matplotlib's RdBu runs from red (lowest) to blue (highest): a positive weight (ink votes for the digit)
-# is blue and a negative one red, as in the course's picture of these maps.
-WEIGHT_COLOURS = "RdBu"
 
 
 def _pyplot() -> Any:

@@ -7,20 +7,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from classify_train.errors import ExportError
-from classify_train.report import _DPI, WEIGHT_COLOURS, _pyplot
 
 if TYPE_CHECKING:
     from classify_train.training import TrainedModel
 
 KERNEL_SHAPE = (784, 10)
+# matplotlib's RdBu runs from red (lowest) to blue (highest): a positive weight (ink votes for the digit)
+# is blue and a negative one red, as in the course's picture of these maps.
+WEIGHT_COLOURS = "RdBu"
+_DPI = 110  # as the report's figures
 # A few rarely inked pixels get extreme weights; each model's maps are scaled to this percentile of its
 # absolute weights so the strokes show (the colour bar's arrows mark the clipped ends).
 _CLIP_PERCENTILE = 99.5
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render straight to files
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def softmax_kernel(trained: TrainedModel) -> np.ndarray:
