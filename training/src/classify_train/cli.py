@@ -7,6 +7,7 @@ TensorFlow is imported only inside the training commands (it takes seconds to lo
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from classify_train.data.datadir import resolve_data_dir
 from classify_train.data.split import DEFAULT_SEED
 from classify_train.datasets import DATASET_NAMES
 from classify_train.errors import USER_ERRORS
-from classify_train.recipes import MODEL_NAMES
+from classify_train.recipes import ALL_MODEL_NAMES, MODEL_NAMES, RAW_TF_MODEL_NAMES, SOFTMAX_MODELS
 from classify_train.repository import existing_versions
 
 
@@ -29,8 +30,8 @@ class _ModelGroup(click.Group):
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
         if args and not args[0].startswith("-") and args[0] not in self.commands:
             raise click.UsageError(
-                f"unknown command or model {args[0]!r}; models: {', '.join(MODEL_NAMES)}; "
-                f"other commands: all, evaluate, split",
+                f"unknown command or model {args[0]!r}; models: {', '.join(ALL_MODEL_NAMES)}; "
+                f"other commands: all, evaluate, split, weight-maps",
                 ctx,
             )
         return super().resolve_command(ctx, args)
@@ -137,13 +138,18 @@ def _model_command(name: str) -> click.Command:
     )
 
 
-for _name in MODEL_NAMES:
+for _name in ALL_MODEL_NAMES:
     main.add_command(_model_command(_name))
 
 
 @main.command("all")
 @_training_options
 @click.option("--if-empty", is_flag=True, help="Skip every model that already has a version in REPO.")
+@click.option(
+    "--with-raw-tf",
+    is_flag=True,
+    help=f"Also train the course's low-level TensorFlow models ({', '.join(RAW_TF_MODEL_NAMES)}).",
+)
 @_user_errors_as_click
 def train_all(
     *,
@@ -154,9 +160,10 @@ def train_all(
     seed: int,
     resume: bool,
     if_empty: bool,
+    with_raw_tf: bool,
 ) -> None:
-    """Train and export all four models."""
-    names = list(MODEL_NAMES)
+    """Train and export the four Keras models (and, with --with-raw-tf, the two raw-TensorFlow ones)."""
+    names = list(MODEL_NAMES) + (list(RAW_TF_MODEL_NAMES) if with_raw_tf else [])
     if if_empty:
         for name in [n for n in names if existing_versions(repo / n)]:
             click.echo(
@@ -204,7 +211,7 @@ def split_command(
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Model repository holding NAME/<version>/.",
 )
-@click.option("--name", required=True, type=click.Choice(MODEL_NAMES), help="Model to evaluate.")
+@click.option("--name", required=True, type=click.Choice(ALL_MODEL_NAMES), help="Model to evaluate.")
 @click.option("--version", type=click.IntRange(min=1), help="Version to evaluate (default: the newest).")
 @click.option(
     "--data",
@@ -232,3 +239,38 @@ def evaluate_command(
     click.echo(format_evaluation(result))
     if report_dir is not None:
         click.echo(f"report: {write_evaluation_report(result, report_dir)}")
+
+
+@main.command("weight-maps")
+@click.option(
+    "--model-repository",
+    "repo",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Model repository holding NAME/<version>/.",
+)
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    type=click.Choice(SOFTMAX_MODELS),
+    help="A softmax model to draw, newest version; repeat for several (default: both).",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PNG to write.")
+@_user_errors_as_click
+def weight_maps_command(*, repo: Path, names: tuple[str, ...], out: Path) -> None:
+    """Draw softmax models' weight maps side by side (blue: votes for the digit, red: against)."""
+    from classify_train.weight_maps import pearson, plot_side_by_side, saved_kernel
+
+    kernels = {}
+    for name in names or SOFTMAX_MODELS:
+        versions = existing_versions(repo / name)
+        if not versions:
+            raise click.ClickException(f"no versions of {name!r} in {repo}")
+        kernels[f"{name} v{versions[-1]}"] = saved_kernel(repo / name / str(versions[-1]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot_side_by_side(kernels, [str(d) for d in range(10)], out, "Softmax weights: blue for, red against")
+    click.echo(str(out))
+    labelled = list(kernels.items())
+    for (first, a), (second, b) in itertools.pairwise(labelled):
+        click.echo(f"Pearson correlation of {first} and {second} over the 7,840 weights: {pearson(a, b):.3f}")

@@ -55,7 +55,15 @@ def export_model(
         shutil.rmtree(staging, ignore_errors=True)  # gone already when published
 
 
+def is_keras(trained: TrainedModel) -> bool:
+    """False for the raw-TensorFlow models, which are ``tf.Module``s (models/mnist_tf.py)."""
+    return isinstance(trained.model, keras.Model)
+
+
 def write_saved_model(trained: TrainedModel, directory: Path) -> None:
+    if not is_keras(trained):
+        _write_module(trained, directory)
+        return
     archive = keras.export.ExportArchive()
     archive.track(trained.model)
     if trained.encoder is not None:
@@ -64,6 +72,13 @@ def write_saved_model(trained: TrainedModel, directory: Path) -> None:
     input_spec = serving_input_spec(trained)
     archive.add_endpoint(name=SIGNATURE, fn=serving_function(trained), input_signature=[input_spec])
     archive.write_out(str(directory), verbose=False)
+
+
+def _write_module(trained: TrainedModel, directory: Path) -> None:
+    """A ``tf.Module`` saved with the same signature an ExportArchive writes for a Keras model."""
+    module = trained.model
+    serve = tf.function(serving_function(trained), input_signature=[serving_input_spec(trained)])
+    tf.saved_model.save(module, str(directory), signatures={SIGNATURE: serve.get_concrete_function()})
 
 
 def serving_input_spec(trained: TrainedModel) -> tf.TensorSpec:
@@ -82,14 +97,16 @@ def serving_function(trained: TrainedModel) -> Callable[[tf.Tensor], dict[str, t
         return serve_texts
 
     def serve_images(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        # The model's first layer casts uint8 to float32 and scales by 1/255.
+        # The model's first layer (or step, for a tf.Module) casts uint8 to float32 and scales by 1/255.
         return {OUTPUT_NAME: model(images, training=False)}
 
     return serve_images
 
 
 def keras_probabilities(trained: TrainedModel, inputs: np.ndarray | list[str]) -> np.ndarray:
-    """What the in-memory Keras model predicts, the reference the exported graph must match."""
+    """What the in-memory model predicts, the reference the exported graph must match."""
+    if not is_keras(trained):
+        return np.asarray(trained.model(tf.constant(inputs), training=False))
     if trained.encoder is not None:
         inputs = np.asarray(trained.encoder(tf.constant(inputs)))
     return np.asarray(trained.model.predict(inputs, verbose=0))

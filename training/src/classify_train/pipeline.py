@@ -56,7 +56,14 @@ def train_and_export(
 
     # TensorFlow loads here, not at import: the CLI's other commands and --help stay fast.
     from classify_train.export import export_model
-    from classify_train.training import HISTORY_FILE, TEACHER_DIR, TENSORBOARD_DIR, train
+    from classify_train.training import HISTORY_FILE, TEACHER_DIR, TENSORBOARD_DIR
+    from classify_train.training import train as train_keras
+
+    train = train_keras
+    if recipe.framework == "tensorflow":  # the course's low-level TensorFlow models: their own loop
+        from classify_train.rawtf.loop import train as train_raw
+
+        train = train_raw
 
     def unlabelled() -> list[str]:
         try:

@@ -5,8 +5,8 @@
 - ``confusion_matrix.png``: validation (or evaluated) rows by true and predicted class;
 - ``misclassified.png``: the wrong predictions the model was most sure of (digits, or review snippets
   with their scores);
-- ``weights.png`` (mnist-softmax only): each digit's 784 weights as a 28x28 map, red where ink votes for
-  the digit, blue where it votes against;
+- ``weights.png`` (mnist-softmax and mnist-softmax-tf): each digit's 784 weights as a 28x28 map, blue
+  where ink votes for the digit, red where it votes against (the course's colours);
 - ``README.md``: the figures, the model's numbers, links.
 
 No network, no display: matplotlib's Agg backend renders straight to files.
@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from classify_train.recipes import SOFTMAX_MODELS
+from classify_train.weight_maps import WEIGHT_COLOURS
 
 if TYPE_CHECKING:
     from classify_train.data.dataset import Dataset
@@ -180,7 +183,7 @@ def plot_worst_texts(
 
 
 def plot_softmax_weights(kernel: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> Path:
-    """The (784, 10) kernel as ten 28x28 maps on one symmetric red/blue scale (red: votes for)."""
+    """The (784, 10) kernel as ten 28x28 maps on one symmetric blue/red scale (blue: votes for)."""
     plt = _pyplot()
     maps = kernel.T.reshape(len(class_names), 28, 28)
     # A few rarely inked pixels get extreme weights; scale to the 99.5th percentile so the strokes show
@@ -189,10 +192,10 @@ def plot_softmax_weights(kernel: np.ndarray, class_names: Sequence[str], path: P
     figure, axes = plt.subplots(2, 5, figsize=(11, 5))
     image = None
     for axis, weights, name in zip(axes.ravel(), maps, class_names, strict=True):
-        image = axis.imshow(weights, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        image = axis.imshow(weights, cmap=WEIGHT_COLOURS, vmin=-limit, vmax=limit)
         axis.set_title(name)
         axis.axis("off")
-    figure.suptitle(f"{title}: each pixel's weight for each digit (red for, blue against)")
+    figure.suptitle(f"{title}: each pixel's weight for each digit (blue for, red against)")
     figure.colorbar(image, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02, label="weight", extend="both")
     figure.savefig(path, dpi=_DPI)
     plt.close(figure)
@@ -248,8 +251,10 @@ def write_training_report(
     figures.update(
         write_prediction_figures(out_dir, inputs, labels, probabilities, recipe.labels, title=title)
     )
-    if recipe.name == "mnist-softmax":
-        kernel = np.asarray(trained.model.layers[-1].get_weights()[0])
+    if recipe.name in SOFTMAX_MODELS:  # one linear layer: its weights are pictures
+        from classify_train.weight_maps import softmax_kernel
+
+        kernel = softmax_kernel(trained)
         figures["weights"] = plot_softmax_weights(kernel, recipe.labels, out_dir / WEIGHTS, title)
     return write_summary(
         out_dir, document, labels, probabilities, recipe.labels, figures=figures, inputs=inputs
