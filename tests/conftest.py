@@ -111,6 +111,13 @@ class ServerProcess:
             pytest.fail(f"server logged no metrics address:\n{self.log()}", pytrace=False)
         return found.group(1)
 
+    def http_url(self) -> str:
+        """The HTTP base address the server logged (tests start it with --http-port 0)."""
+        found = re.search(r"HTTP on (https?://\S+) ", self.log())
+        if found is None:
+            pytest.fail(f"server logged no HTTP address:\n{self.log()}", pytrace=False)
+        return found.group(1)
+
     def wait_serving(self, timeout: float = SERVER_START_SECONDS) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -147,6 +154,8 @@ def launch_server(repository: Path, log_dir: Path, *extra: str) -> ServerProcess
                 "--port",
                 str(port),
                 "--metrics-port",  # a free port: tests run several servers at once
+                "0",
+                "--http-port",  # the same for HTTP (its address: ServerProcess.http_url)
                 "0",
                 *extra,
             ],

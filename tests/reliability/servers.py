@@ -81,6 +81,8 @@ class Server:
             str(self.port),
             "--metrics-port",
             "0",
+            "--http-port",
+            "0",
             *self.extra,
         ]
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
