@@ -35,7 +35,7 @@ MAX_FILES = 4096  # as many as --max-request-rows allows by default
 Pixel = Annotated[int, Field(ge=0, le=255)]
 
 
-class ClassifyRequest(BaseModel):
+class NativeClassifyRequest(BaseModel):
     images: list[list[list[Pixel]]] | None = Field(
         None, description="Images as uint8 pixels (0-255, light on dark), each 28 rows of 28"
     )
@@ -56,7 +56,7 @@ class Prediction(BaseModel):
     probabilities: list[float] | None = Field(None, description="Every class's probability, if asked")
 
 
-class ClassifyResponse(BaseModel):
+class NativeClassifyResponse(BaseModel):
     model: str = Field(description="Model that answered")
     version: int = Field(description="Version that answered")
     predictions: list[Prediction] = Field(description="One per item, in request order")
@@ -70,7 +70,7 @@ class ModelSummary(BaseModel):
     reason: str = Field(description="Why it is not ready, if it is not")
 
 
-REQUEST_MODELS: list[type[BaseModel]] = [ClassifyRequest]
+REQUEST_MODELS: list[type[BaseModel]] = [NativeClassifyRequest]
 UPLOAD_SCHEMA = {
     "multipart/form-data": {
         "schema": {
@@ -111,12 +111,14 @@ def router(context: HttpContext) -> APIRouter:
 
     @routes.post(
         "/api/v1/models/{name}:classify",
-        response_model=ClassifyResponse,
+        response_model=NativeClassifyResponse,
         summary="Classify images or texts",
         description="JSON body, a multipart upload of `image` files, or one raw PNG/JPEG body; for the "
         "last two, `top_k` and `version` come as query parameters (or form fields). Files are made "
         "grey and resized to 28×28 with Lanczos, not inverted: digits light on dark, as in MNIST.",
-        openapi_extra=json_request_body(ClassifyRequest, "Images, texts or image files", **UPLOAD_SCHEMA),
+        openapi_extra=json_request_body(
+            NativeClassifyRequest, "Images, texts or image files", **UPLOAD_SCHEMA
+        ),
     )
     async def classify(request: Request, name: str) -> Response:
         async def answer(body: bytes) -> Response:
@@ -133,7 +135,7 @@ async def _call(request: Request, body: bytes, name: str) -> tuple[ClassifyCall,
     media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     # curl -d sends its JSON as application/x-www-form-urlencoded unless told otherwise.
     if media in ("application/json", "application/x-www-form-urlencoded", ""):
-        parsed = parse_json(body, ClassifyRequest, WHAT)
+        parsed = parse_json(body, NativeClassifyRequest, WHAT)
         if (parsed.images is None) == (parsed.texts is None):
             raise InvalidInputError(f"send either 'images' or 'texts'; expected {WHAT}")
         payload: Payload

@@ -1,6 +1,6 @@
 """TF Serving's REST API (``/v1/models/...``): status, metadata, ``:predict`` and ``:classify``.
 
-Requests become the gRPC API's PredictRequest / ClassificationRequest and go through the same servicer,
+Requests become the gRPC API's TfsPredictRequest / ClassificationRequest and go through the same servicer,
 so version labels, signature names and input checks behave as over gRPC. JSON numbers become pixels:
 whole numbers as DT_UINT8 (0-255), any decimal as DT_FLOAT in [0, 1]; strings (or ``{"b64": ...}``) are
 texts. ``:classify`` examples carry ``image`` (784 floats in [0, 1], or 784 raw bytes as b64) or ``text``.
@@ -34,7 +34,7 @@ STATES = {READY: "AVAILABLE", LOADING: "LOADING", UNLOADING: "UNLOADING", FAILED
 PREFIXES = ("/v1/models/{name}", "/v1/models/{name}/versions/{version}", "/v1/models/{name}/labels/{label}")
 
 
-class PredictRequest(BaseModel):
+class TfsPredictRequest(BaseModel):
     signature_name: str = Field("", description="Signature to use; default: the model's serving_default")
     instances: Any = Field(
         None,
@@ -44,7 +44,7 @@ class PredictRequest(BaseModel):
     inputs: Any = Field(None, description="Columnar format: the input tensor itself, or {input name: tensor}")
 
 
-class ClassifyRequest(BaseModel):
+class TfsClassifyRequest(BaseModel):
     signature_name: str = Field("", description="Signature to use; default: the model's serving_default")
     context: dict[str, Any] = Field(default_factory=dict, description="Features shared by every example")
     examples: list[dict[str, Any]] = Field(
@@ -53,7 +53,7 @@ class ClassifyRequest(BaseModel):
     )
 
 
-REQUEST_MODELS: list[type[BaseModel]] = [PredictRequest, ClassifyRequest]
+REQUEST_MODELS: list[type[BaseModel]] = [TfsPredictRequest, TfsClassifyRequest]
 
 
 def router(context: HttpContext) -> APIRouter:
@@ -92,7 +92,7 @@ def router(context: HttpContext) -> APIRouter:
 
     async def predict(request: Request, name: str, choice: dict[str, str]) -> Response:
         async def answer(body: bytes) -> Response:
-            parsed = parse_json(body, PredictRequest, 'a predict request: {"instances": [...]}')
+            parsed = parse_json(body, TfsPredictRequest, 'a predict request: {"instances": [...]}')
             spec, _ = servicer._resolve(_model_spec(name, choice, parsed.signature_name))
             rows = parsed.instances is not None
             if rows == (parsed.inputs is not None):
@@ -116,7 +116,7 @@ def router(context: HttpContext) -> APIRouter:
 
     async def classify(request: Request, name: str, choice: dict[str, str]) -> Response:
         async def answer(body: bytes) -> Response:
-            parsed = parse_json(body, ClassifyRequest, 'a classify request: {"examples": [...]}')
+            parsed = parse_json(body, TfsClassifyRequest, 'a classify request: {"examples": [...]}')
             grpc_request = classification_pb2.ClassificationRequest(
                 model_spec=_model_spec(name, choice, parsed.signature_name)
             )
@@ -141,9 +141,9 @@ def router(context: HttpContext) -> APIRouter:
     for prefix in PREFIXES:
         _add(routes, "GET", prefix, status, "Model status")
         _add(routes, "GET", prefix + "/metadata", metadata, "Model metadata (signature_def)")
-        body = json_request_body(PredictRequest, "Row (instances) or columnar (inputs) tensors")
+        body = json_request_body(TfsPredictRequest, "Row (instances) or columnar (inputs) tensors")
         _add(routes, "POST", prefix + ":predict", predict, "Predict: probabilities", openapi_extra=body)
-        body = json_request_body(ClassifyRequest, "tf.Example features per item")
+        body = json_request_body(TfsClassifyRequest, "tf.Example features per item")
         _add(
             routes,
             "POST",
