@@ -290,9 +290,10 @@ def _json_tensor_bytes(tensor: RequestInput) -> bytes:
         return b""  # the servicer refuses the datatype, naming the ones the model takes
     try:
         array = np.asarray(tensor.data)
-    except ValueError:
+    except ValueError as exc:  # ragged, or nested deeper than numpy's 64 dimensions
         raise InvalidInputError(
-            f"input {tensor.name!r}: 'data' is a ragged nested list; give {tensor.shape} values row-major"
+            f"input {tensor.name!r}: 'data' is not a rectangular nested list of numbers ({exc}); "
+            f"give {tensor.shape} values row-major, flat or nested"
         ) from None
     _check_count(array.size, count, tensor)
     if array.size and array.dtype.kind not in ("i", "u", "f"):

@@ -240,9 +240,9 @@ def _tensor(values: Any, kind: str, name: str) -> tensor_pb2.TensorProto:
         )
     try:
         array = np.asarray(values)
-    except ValueError:
+    except ValueError as exc:  # ragged, or nested deeper than numpy's 64 dimensions
         raise InvalidInputError(
-            f"input {name!r} is a ragged nested list; send items of 28 rows of 28"
+            f"input {name!r} is not a rectangular nested list of numbers ({exc}); send items of 28 rows of 28"
         ) from None
     if array.dtype.kind in ("i", "u"):
         if array.size and (array.min() < 0 or array.max() > 255):
