@@ -100,6 +100,7 @@ class ClassifyServer:
             self.server,
         )
         self.port = 0
+        self.http_context: HttpContext | None = None
         self.http = self._http_server(settings)
         self._background: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
@@ -226,7 +227,7 @@ class ClassifyServer:
         await self.health.enter_graceful_shutdown()
         if self._watcher is not None:
             self._watcher.cancel()
-        if self.http is not None:
+        if self.http_context is not None:
             self.http_context.draining = True
         # Both protocols stop accepting and drain side by side, within the one grace period.
         await asyncio.gather(

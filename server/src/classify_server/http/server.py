@@ -21,6 +21,12 @@ from fastapi import FastAPI
 log = logging.getLogger(__name__)
 
 
+def _drop_colour(record: logging.LogRecord) -> bool:
+    """uvicorn adds an ANSI-coloured copy of some messages; it would become a field of every JSON line."""
+    record.__dict__.pop("color_message", None)
+    return True
+
+
 class _InLoopServer(uvicorn.Server):
     """uvicorn's server without its own signal handlers (it would take SIGTERM from the gRPC server)."""
 
@@ -57,6 +63,7 @@ class HttpServer:
             **tls,
         )
         self._server = _InLoopServer(self._config)
+        logging.getLogger("uvicorn.error").addFilter(_drop_colour)
         self._task: asyncio.Task[None] | None = None
         self.port = 0
 
