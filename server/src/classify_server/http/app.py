@@ -71,9 +71,12 @@ def _openapi(app: FastAPI, request_models: list[type[BaseModel]]) -> dict[str, A
     _, definitions = models_json_schema(
         [(model, "validation") for model in request_models], ref_template=SCHEMA_REF
     )
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components = schema.setdefault("components", {})
     for name, definition in definitions.get("$defs", {}).items():
-        components.setdefault(name, definition)
+        components.setdefault("schemas", {}).setdefault(name, definition)
+    # Lets /docs send the token ("Authorize"); servers without --auth-tokens ignore the header.
+    components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    schema["security"] = [{"bearer": []}, {}]
     app.openapi_schema = schema
     return schema
 
