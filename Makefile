@@ -41,6 +41,8 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python proto/generate.py --check
 	CLASSIFY_DATA_DIR='$(DATA_DIR)' $(BIN)/pytest $(PYTEST_ARGS)
+	# The in-process server tests (fake model, no training) in a process of their own: see pyproject.toml.
+	$(BIN)/pytest tests/in_process
 
 # Served figures against the in-process limit, printed as ratios (docs/performance.md).
 bench: $(STAMP)

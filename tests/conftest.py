@@ -1,7 +1,7 @@
 """Fixtures shared by the end-to-end tests: real data, quick models trained once, real server processes.
 
 Nothing here is mocked: models are trained by the real `classify-train`, served by the real
-`classify-server` on loopback, and called over gRPC.
+`classify-server` on loopback (started by `classify_server.launcher`), and called over gRPC.
 """
 
 from __future__ import annotations
@@ -9,18 +9,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from classify_server.launcher import (
+    ServerLauncher,
+    ServerLaunchError,
+    ServerStopTimeout,
+    health_status,  # noqa: F401 (re-exported: the tests' health probe)
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -76,33 +77,8 @@ def validation_files(tmp_path_factory: pytest.TempPathFactory, data_path: Path) 
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def health_status(target: str, service: str = "", timeout: float = 2.0) -> str:
-    """SERVING / NOT_SERVING / SERVICE_UNKNOWN, or UNREACHABLE when nothing answers yet."""
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return "SERVICE_UNKNOWN"
-            return "UNREACHABLE"
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-
-
-@dataclass
-class ServerProcess:
-    process: subprocess.Popen
-    target: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+class ServerProcess(ServerLauncher):
+    """A launched server whose start-up and shutdown failures fail the test with the server's log."""
 
     def metrics_url(self) -> str:
         """The /metrics address the server logged (tests start it with --metrics-port 0)."""
@@ -119,50 +95,23 @@ class ServerProcess:
         return found.group(1)
 
     def wait_serving(self, timeout: float = SERVER_START_SECONDS) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"server exited {self.process.returncode} during start-up:\n{self.log()}", pytrace=False
-                )
-            if health_status(self.target) == "SERVING":
-                return
-            time.sleep(0.1)
-        pytest.fail(f"server not SERVING after {timeout} s:\n{self.log()}", pytrace=False)
+        try:
+            self.wait_ready(timeout)
+        except ServerLaunchError as exc:
+            pytest.fail(str(exc), pytrace=False)
 
     def terminate(self, timeout: float = 60) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        """SIGTERM and the exit code; a server that ignores it fails the test."""
         try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail(f"server ignored SIGTERM for {timeout} s:\n{self.log()}", pytrace=False)
-        return -1
+            code = self.stop(timeout)
+        except ServerStopTimeout as exc:
+            pytest.fail(str(exc), pytrace=False)
+        return -1 if code is None else code
 
 
 def launch_server(repository: Path, log_dir: Path, *extra: str) -> ServerProcess:
-    port = free_port()
-    log_path = log_dir / f"server-{port}.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                str(BIN / "classify-server"),
-                "--model-repository",
-                str(repository),
-                "--port",
-                str(port),
-                "--metrics-port",  # a free port: tests run several servers at once
-                "0",
-                "--http-port",  # the same for HTTP (its address: ServerProcess.http_url)
-                "0",
-                *extra,
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    return ServerProcess(process, f"127.0.0.1:{port}", log_path)
+    """Start (without waiting for SERVING) a server on a free port, its log in ``log_dir``."""
+    return ServerProcess(repository, *extra, http_port=0, log_dir=log_dir).start()
 
 
 @pytest.fixture(scope="session")
@@ -187,9 +136,7 @@ def private_server(tmp_path: Path):
 
     yield start
     for process in launched:
-        if process.process.poll() is None:
-            process.process.kill()
-            process.process.wait()
+        process.kill()
 
 
 def copy_model(repository: Path, name: str, destination: Path, new_name: str | None = None) -> Path:

@@ -2,7 +2,8 @@
 
 The stubs import TensorFlow (fine: tensorflow-cpu is installed for the tests). This process never imports
 our generated ``tensorflow_serving`` modules; they are descriptor-identical anyway (see
-test_protocol_vendored.py), so even importing both would not clash.
+test_protocol_vendored.py), so even importing both would not clash. Checks that need no trained model
+(model spec selection, errors, metadata) are in tests/in_process/test_tfserving_in_process.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import (
     classification_pb2,
-    get_model_metadata_pb2,
     predict_pb2,
     prediction_service_pb2_grpc,
 )
@@ -67,45 +67,6 @@ def test_predict_uint8_float_and_text_equal_native_bit_for_bit(server, stub, ima
     assert np.array_equal(tf.make_ndarray(response.outputs["probabilities"]), text_expected)
 
 
-def test_model_spec_version_label_and_signature_are_honoured(stub, images) -> None:
-    for spec in ({"version": 1}, {"version_label": "latest"}, {"signature_name": "serving_default"}):
-        response = stub.Predict(predict_request(IMAGE_MODEL, "images", images, **spec), timeout=30)
-        assert response.model_spec.version.value == 1
-    cases = [
-        ({"version": 7}, grpc.StatusCode.NOT_FOUND, "has no version 7"),
-        ({"version_label": "canary"}, grpc.StatusCode.NOT_FOUND, "no version label 'canary'"),
-        (
-            {"signature_name": "classify"},
-            grpc.StatusCode.INVALID_ARGUMENT,
-            "its signature is 'serving_default'",
-        ),
-    ]
-    for spec, code, message in cases:
-        with pytest.raises(grpc.RpcError) as raised:
-            stub.Predict(predict_request(IMAGE_MODEL, "images", images, **spec), timeout=30)
-        assert raised.value.code() == code
-        assert message in raised.value.details()
-
-
-@pytest.mark.parametrize(
-    ("name", "array", "message"),
-    [
-        ("pixels", np.zeros((1, 28, 28), np.uint8), "takes exactly one input, inputs['images']"),
-        (
-            "images",
-            np.zeros((1, 28, 28), np.int32),
-            "dtype DT_INT32; model 'mnist-cnn' takes inputs['images']",
-        ),
-        ("images", np.zeros((1, 28, 27), np.uint8), "shape [1, 28, 27]"),
-    ],
-)
-def test_predict_errors_say_what_is_expected(stub, name, array, message) -> None:
-    with pytest.raises(grpc.RpcError) as raised:
-        stub.Predict(predict_request(IMAGE_MODEL, name, array), timeout=30)
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert message in raised.value.details()
-
-
 def test_classify_with_tf_examples(server, stub, images) -> None:
     expected = native(server.target, IMAGE_MODEL, images=images)
     request = classification_pb2.ClassificationRequest()
@@ -146,21 +107,3 @@ def test_classify_with_tf_examples(server, stub, images) -> None:
         stub.Classify(missing, timeout=30)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "has no feature 'text' (it has 'review')" in raised.value.details()
-
-
-def test_get_model_metadata_returns_the_signature_def(stub) -> None:
-    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-    request.model_spec.name = IMAGE_MODEL
-    response = stub.GetModelMetadata(request, timeout=30)
-    assert response.model_spec.version.value == 1
-    signatures = get_model_metadata_pb2.SignatureDefMap()
-    assert response.metadata["signature_def"].Unpack(signatures)
-    signature = signatures.signature_def["serving_default"]
-    assert signature.inputs["images"].dtype == tf.uint8.as_datatype_enum
-    assert [d.size for d in signature.inputs["images"].tensor_shape.dim] == [-1, 28, 28]
-    assert [d.size for d in signature.outputs["probabilities"].tensor_shape.dim] == [-1, 10]
-    request.metadata_field[:] = ["graph"]
-    with pytest.raises(grpc.RpcError) as raised:
-        stub.GetModelMetadata(request, timeout=30)
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "the only field is 'signature_def'" in raised.value.details()

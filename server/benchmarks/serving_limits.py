@@ -17,19 +17,20 @@ import argparse
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from classify_client.bench import generated_inputs
 from classify_client.conversions import Inputs
+from classify_server.launcher import ServerLauncher, ServerLaunchError, running_server
 from classify_server.settings import ServerSettings
 
 BIN = Path(sys.executable).parent
@@ -116,52 +117,17 @@ def in_process_batch(pool: Inputs, start: int, rows: int) -> np.ndarray:
     return np.array((pool.texts or [])[start : start + rows], dtype=object)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(repository: Path, extra: list[str]) -> tuple[subprocess.Popen, str, float]:
-    """Start classify-server and wait for SERVING; returns the process, target and seconds to SERVING."""
-    port = free_port()
-    target = f"127.0.0.1:{port}"
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [
-            str(BIN / "classify-server"),
-            "--model-repository",
-            str(repository),
-            "--port",
-            str(port),
-            "--metrics-port",
-            "-1",
-            "--http-port",
-            "-1",
-            *extra,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    # Poll in this process with fast reconnects: a CLI per probe, or gRPC's default reconnect backoff
-    # (1 s and growing), would add up to seconds to the figure.
-    options = [
-        ("grpc.initial_reconnect_backoff_ms", 20),
-        ("grpc.min_reconnect_backoff_ms", 20),
-        ("grpc.max_reconnect_backoff_ms", 50),
-    ]
-    with grpc.insecure_channel(target, options=options) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=0.2).status
-            except grpc.RpcError:
-                status = None
-            if status == health_pb2.HealthCheckResponse.SERVING:
-                return process, target, time.perf_counter() - started
-            if process.poll() is not None or time.perf_counter() - started > 300:
-                raise SystemExit(f"classify-server did not reach SERVING (exit {process.poll()})")
-            time.sleep(0.02)
+@contextmanager
+def serving(repository: Path, extra: list[str]) -> Iterator[ServerLauncher]:
+    """A classify-server on loopback, SERVING (``ready_seconds`` says after how long), then stopped."""
+    with tempfile.TemporaryDirectory(prefix="classify-bench-") as logs:
+        try:
+            with running_server(
+                repository, *extra, metrics_port=-1, http_port=-1, log_dir=Path(logs), start_timeout=300
+            ) as server:
+                yield server
+        except ServerLaunchError as exc:
+            raise SystemExit(f"classify-server did not reach SERVING: {exc}") from None
 
 
 def resident_mb(pid: int) -> float:
@@ -217,9 +183,10 @@ def main() -> int:
             f"batch {b}: {rate:,.0f} rows/s ({1e3 * median:.2f} ms)" for b, (rate, median) in by_batch.items()
         )
         print(f"  {name:<14} {figures}")
-    process, target, startup = start_server(args.model_repository, args.server_arg)
-    try:
-        memory = resident_mb(process.pid)
+    with serving(args.model_repository, args.server_arg) as server:
+        assert server.ready_seconds is not None
+        target, startup = server.target, server.ready_seconds
+        memory = resident_mb(server.pid)
         floors: list[Floor] = []
         for name in MODELS[:3]:
             step = bench(target, name, 128, 4, args.seconds)
@@ -254,10 +221,7 @@ def main() -> int:
         )
         single = bench(target, "mnist-cnn", 1, 1, args.seconds)
         in_process_ms = 1e3 * limits["mnist-cnn"][1][1]
-        memory = max(memory, resident_mb(process.pid))
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
+        memory = max(memory, resident_mb(server.pid))
     print(f"\n{'floor':<58} {'served':>10} {'limit':>10} {'unit':<9} {'ratio':>6}")
     for floor in floors:
         print(floor.row())

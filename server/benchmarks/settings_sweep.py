@@ -15,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from serving_limits import bench, resident_mb, start_server
+from serving_limits import bench, resident_mb, serving
 
 # (model, rows per request, requests in flight): the served side of each floor.
 CASES = (
@@ -29,9 +29,10 @@ CASES = (
 
 
 def sweep(repository: Path, configuration: str, seconds: float) -> None:
-    process, target, startup = start_server(repository, shlex.split(configuration))
-    try:
-        memory = resident_mb(process.pid)
+    with serving(repository, shlex.split(configuration)) as server:
+        assert server.ready_seconds is not None
+        target, startup = server.target, server.ready_seconds
+        memory = resident_mb(server.pid)
         print(f"== [{configuration or 'defaults'}] start-up {startup:.1f} s, {memory:,.0f} MB")
         for model, rows, concurrency in CASES:
             step = bench(target, model, rows, concurrency, seconds)
@@ -41,9 +42,6 @@ def sweep(repository: Path, configuration: str, seconds: float) -> None:
                 f"tool CPU {step.get('client_cpu_us_per_request') or 0:5.0f} µs/request",
                 flush=True,
             )
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
 """Model-lifecycle faults under load, at scale: a new version swapped in, a corrupt version published,
 then SIGTERM, while a closed loop of many callers keeps calls in flight throughout.
 
-The operations tests (tests/test_model_lifecycle.py, tests/test_server_e2e.py) check each fault with a
+The operations tests (tests/test_model_lifecycle.py, tests/test_server_startup_shutdown.py) check each fault with a
 few callers; this runs them in a row under the harness's load. A call sent well before the signal must
 be answered OK: the swap and the broken version are invisible to callers. Around and after the signal a
 call is answered, or refused with UNAVAILABLE because the server is draining and then gone.
@@ -158,8 +158,6 @@ async def lifecycle(server: Server, model: str, callers: int, settle_seconds: fl
         await asyncio.gather(*tasks)
         await models.close()
         await sender.close()
-    found = re.search(
-        r"shutting down: (\d+) requests in progress", server.log_path.read_text(errors="replace")
-    )
+    found = re.search(r"shutting down: (\d+) requests in progress", server.log())
     result.in_progress_at_signal = int(found.group(1)) if found else None
     return result

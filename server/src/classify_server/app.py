@@ -23,7 +23,7 @@ from classify_server.security import TokenAuthInterceptor, load_tokens, server_c
 from classify_server.serving.batcher import BatchingPolicy
 from classify_server.serving.data_plane import DataPlane
 from classify_server.serving.devices import configure_devices
-from classify_server.serving.registry import READY, ModelRegistry, ModelState
+from classify_server.serving.registry import READY, ModelRegistry, ModelState, RunnerLoader
 from classify_server.serving.runner import configure_tensorflow
 from classify_server.serving.validation import InputLimits
 from classify_server.settings import ServerSettings
@@ -46,7 +46,9 @@ def batching_policy(settings: ServerSettings) -> BatchingPolicy:
 
 
 class ClassifyServer:
-    def __init__(self, settings: ServerSettings) -> None:
+    """Every service on one port. ``load_runner`` replaces the SavedModel loader (in-process tests)."""
+
+    def __init__(self, settings: ServerSettings, load_runner: RunnerLoader | None = None) -> None:
         self.settings = settings
         self.health = health.aio.HealthServicer()
         self.registry = ModelRegistry(
@@ -54,6 +56,7 @@ class ClassifyServer:
             batching_policy(settings),
             settings.versions_for,
             on_state=self._publish_model_health,
+            load_runner=load_runner,
         )
         self.metrics = ServerMetrics(self.registry) if settings.metrics_port >= 0 else None
         self.metrics_port: int | None = None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from classify_server.errors import ModelNotFoundError, UnavailableError
 from classify_server.logs import lifecycle
-from classify_server.serving.batcher import BatchingPolicy, DynamicBatcher
+from classify_server.serving.batcher import BatchingPolicy, DynamicBatcher, RunBatch
 from classify_server.serving.repository import (
     ModelSpec,
     read_model_spec,
@@ -81,6 +81,9 @@ class _Model:
 
 StateListener = Callable[[ModelState], None]
 PolicyLookup = Callable[[str], VersionPolicy]
+# Loads and warms one version, in a worker thread: what the batcher calls, and the seconds it took. The
+# server loads SavedModels; tests give a small numpy model here, so protocol tests need no trained model.
+RunnerLoader = Callable[[ModelSpec], tuple[RunBatch, float]]
 
 
 class ModelRegistry:
@@ -90,8 +93,10 @@ class ModelRegistry:
         batching: BatchingPolicy,
         versions_for: PolicyLookup,
         on_state: StateListener | None = None,
+        load_runner: RunnerLoader | None = None,
     ) -> None:
         self.root = root
+        self._load_runner = load_runner or load_saved_model
         self._batching = batching
         self._versions_for = versions_for
         self._on_state = on_state or (lambda state: None)
@@ -239,7 +244,7 @@ class ModelRegistry:
         self._publish(model)
         try:
             spec = read_model_spec(path)
-            runner, seconds = await asyncio.to_thread(_load_and_warm, spec)
+            runner, seconds = await asyncio.to_thread(self._load_runner, spec)
         except Exception as exc:  # a broken export must never take the server down
             log.error(
                 "model %s version %d failed to load: %s",
@@ -286,7 +291,8 @@ class ModelRegistry:
         self._on_state(model.summary())
 
 
-def _load_and_warm(spec: ModelSpec) -> tuple[SavedModelRunner, float]:
+def load_saved_model(spec: ModelSpec) -> tuple[SavedModelRunner, float]:
+    """The server's runner loader: the SavedModel, warmed; seconds for both."""
     runner = SavedModelRunner(spec)
     warm = runner.warmup()
     return runner, runner.load_seconds + warm
