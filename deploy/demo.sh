@@ -26,7 +26,7 @@ step "Held-out samples: the validation split, which training never sees"
 "$BIN/classify-train" split imdb --data-dir "$DATA_DIR" --out "$WORK" --limit 1000
 
 step "Starting classify-server on $TARGET (log: $WORK/server.log)"
-"$BIN/classify-server" --model-repository "$REPOSITORY" --port "$PORT" --metrics-port 0 >"$WORK/server.log" 2>&1 &
+"$BIN/classify-server" --model-repository "$REPOSITORY" --port "$PORT" --metrics-port 0 --http-port 0 >"$WORK/server.log" 2>&1 &
 server_pid=$!
 stop_server() {
   if kill -0 "$server_pid" 2>/dev/null; then

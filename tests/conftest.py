@@ -87,6 +87,13 @@ class ServerProcess(ServerLauncher):
             pytest.fail(f"server logged no metrics address:\n{self.log()}", pytrace=False)
         return found.group(1)
 
+    def http_url(self) -> str:
+        """The HTTP base address the server logged (tests start it with --http-port 0)."""
+        found = re.search(r"HTTP on (https?://\S+) ", self.log())
+        if found is None:
+            pytest.fail(f"server logged no HTTP address:\n{self.log()}", pytrace=False)
+        return found.group(1)
+
     def wait_serving(self, timeout: float = SERVER_START_SECONDS) -> None:
         try:
             self.wait_ready(timeout)
@@ -104,7 +111,7 @@ class ServerProcess(ServerLauncher):
 
 def launch_server(repository: Path, log_dir: Path, *extra: str) -> ServerProcess:
     """Start (without waiting for SERVING) a server on a free port, its log in ``log_dir``."""
-    return ServerProcess(repository, *extra, log_dir=log_dir).start()
+    return ServerProcess(repository, *extra, http_port=0, log_dir=log_dir).start()
 
 
 @pytest.fixture(scope="session")

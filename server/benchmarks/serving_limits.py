@@ -123,7 +123,7 @@ def serving(repository: Path, extra: list[str]) -> Iterator[ServerLauncher]:
     with tempfile.TemporaryDirectory(prefix="classify-bench-") as logs:
         try:
             with running_server(
-                repository, *extra, metrics_port=-1, log_dir=Path(logs), start_timeout=300
+                repository, *extra, metrics_port=-1, http_port=-1, log_dir=Path(logs), start_timeout=300
             ) as server:
                 yield server
         except ServerLaunchError as exc:

@@ -103,7 +103,17 @@ class InProcessServer:
     """A ClassifyServer on its own event loop thread; tests call it with ordinary blocking stubs."""
 
     def __init__(self, repository: Path, *flags: str, load_runner=load_fake) -> None:
-        argv = ["--model-repository", str(repository), "--port", "0", "--metrics-port", "-1", *flags]
+        argv = [
+            "--model-repository",
+            str(repository),
+            "--port",
+            "0",
+            "--metrics-port",
+            "-1",
+            "--http-port",
+            "-1",
+            *flags,
+        ]
         self.settings = load_settings(argv)
         self._load_runner = load_runner
         self._loop = asyncio.new_event_loop()

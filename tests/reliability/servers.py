@@ -34,7 +34,7 @@ class Server(ServerLauncher):
     port, so clients reconnect to it."""
 
     def __init__(self, repository: Path, log_dir: Path, *extra: str, port: int | None = None) -> None:
-        super().__init__(repository, *extra, port=port, log_dir=log_dir)
+        super().__init__(repository, *extra, port=port, http_port=0, log_dir=log_dir)
         self.repository: Path = repository
 
     def wait_serving(self, timeout: float | None = None) -> float:

@@ -13,6 +13,9 @@ from grpc_reflection.v1alpha import reflection
 from classify_client.wire.proto.classify.v1 import classify_pb2_grpc
 from classify_server.call_guard import CallGuard, GuardedRegistration
 from classify_server.concurrency import ConcurrencyLimit
+from classify_server.http.app import build_app
+from classify_server.http.guard import HttpContext
+from classify_server.http.server import HttpServer
 from classify_server.metrics import ServerMetrics
 from classify_server.protocols import kserve
 from classify_server.protocols.native import SERVICE_NAME, ClassifierServicer
@@ -100,9 +103,31 @@ class ClassifyServer:
             self.server,
         )
         self.port = 0
+        self.http_context: HttpContext | None = None
+        self.http = self._http_server(settings)
         self._background: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
         self._started = False
+
+    def _http_server(self, settings: ServerSettings) -> HttpServer | None:
+        """The HTTP/JSON APIs over the same data plane, limit and tokens; None with --http-port -1."""
+        if settings.http_port < 0:
+            return None
+        self.http_context = HttpContext(
+            self.data_plane,
+            self.concurrency,
+            self._tokens,
+            max_body_bytes=settings.max_message_bytes,
+            body_timeout=settings.http_body_timeout_seconds,
+        )
+        return HttpServer(
+            build_app(self.http_context),
+            settings.host,
+            settings.http_port,
+            cert_file=settings.tls_cert_file,
+            key_file=settings.tls_key_file,
+            client_ca_file=settings.tls_client_ca_file,
+        )
 
     def _publish_model_health(self, state: ModelState) -> None:
         """Per-model health follows its state; once started, the server is SERVING while any model is."""
@@ -143,6 +168,16 @@ class ClassifyServer:
             self.settings.model_repository,
             extra={"event": "server_listening", "port": self.port},
         )
+        if self.http is not None:
+            await self.http.start()
+            scheme = "https" if self.http.tls else "http"
+            log.info(
+                "HTTP on %s://%s:%d (KServe V2 /v2, TF Serving /v1, native /api/v1, docs /docs)",
+                scheme,
+                self.settings.host,
+                self.http.port,
+                extra={"event": "http_listening", "port": self.http.port},
+            )
         if self.metrics is not None:
             self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
             log.info(
@@ -195,7 +230,13 @@ class ClassifyServer:
         await self.health.enter_graceful_shutdown()
         if self._watcher is not None:
             self._watcher.cancel()
-        await self.server.stop(self.settings.grace_seconds)
+        if self.http_context is not None:
+            self.http_context.draining = True
+        # Both protocols stop accepting and drain side by side, within the one grace period.
+        await asyncio.gather(
+            self.server.stop(self.settings.grace_seconds),
+            *([self.http.stop(self.settings.grace_seconds)] if self.http is not None else []),
+        )
         await self.registry.close()
         log.info("stopped", extra={"event": "server_stopped"})
 

@@ -31,6 +31,10 @@ class InvalidInputError(ClassifyServerError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class TooLargeError(InvalidInputError):
+    """A request over a size or row limit: INVALID_ARGUMENT over gRPC, 413 over HTTP."""
+
+
 class ModelNotFoundError(ClassifyServerError):
     code = grpc.StatusCode.NOT_FOUND
 
@@ -49,6 +53,10 @@ class UnavailableError(ClassifyServerError):
 
 class UnauthenticatedError(ClassifyServerError):
     code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class NotImplementedByServerError(ClassifyServerError):
+    code = grpc.StatusCode.UNIMPLEMENTED
 
 
 def code_of(exc: BaseException) -> grpc.StatusCode:

@@ -63,6 +63,7 @@ class LaunchOptions(TypedDict, total=False):
 
     port: int | None
     metrics_port: int | None
+    http_port: int | None
     log_dir: Path | None
     env: Mapping[str, str] | None
     executable: Path | None
@@ -109,7 +110,9 @@ class ServerLauncher:
     ``args`` are further classify-server flags (TLS files, ``--auth-tokens-file``, ``--config-file``,
     batching settings...); it listens on loopback, the server's default ``--host``.
     ``metrics_port`` None leaves the flag out (the server's default); the default 0 picks a free port,
-    so several servers run side by side. With ``log_dir`` the server's stdout and stderr go to
+    so several servers run side by side; ``http_port`` is the same for the HTTP/JSON APIs, but left out
+    by default (the server's 8501): pass 0 to run several side by side, -1 to turn HTTP off. With
+    ``log_dir`` the server's stdout and stderr go to
     ``log_dir/server-<port>.log`` (appended across restarts); without it they are dropped.
     ``probe_credentials`` are what the readiness probe connects with to a TLS server;
     ``start_timeout`` is how long ``wait_ready`` (and ``with``) waits for SERVING by default.
@@ -121,6 +124,7 @@ class ServerLauncher:
         *args: str,
         port: int | None = None,
         metrics_port: int | None = 0,
+        http_port: int | None = None,
         log_dir: Path | None = None,
         env: Mapping[str, str] | None = None,
         executable: Path | None = None,
@@ -131,6 +135,7 @@ class ServerLauncher:
         self.args = args
         self.port = port or free_port(LOOPBACK)
         self.metrics_port = metrics_port
+        self.http_port = http_port
         self.log_dir = log_dir
         self.env = env
         # The classify-server installed beside this interpreter, so a virtualenv's own copy runs.
@@ -160,6 +165,8 @@ class ServerLauncher:
         command += ["--port", str(self.port)]  # on --host, whose default is loopback
         if self.metrics_port is not None:
             command += ["--metrics-port", str(self.metrics_port)]
+        if self.http_port is not None:
+            command += ["--http-port", str(self.http_port)]
         return [*command, *self.args]
 
     @property

@@ -65,7 +65,7 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or handler_call_details.method.startswith(OPEN_METHOD_PREFIXES):
             return handler
         metadata = dict(handler_call_details.invocation_metadata or ())
-        problem = self._problem(metadata)
+        problem = token_problem(metadata.get("authorization"), self._tokens)
         if problem is None:
             return handler
         # Refused before the call guard runs: log it here, under the caller's request id when it sent one.
@@ -74,18 +74,19 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
             code, message = status_of(UnauthenticatedError(problem))
         return _refusing(handler, code, message)
 
-    def _problem(self, metadata: dict[str, Any]) -> str | None:
-        header = metadata.get("authorization")
-        if header is None:
-            return "missing credentials: send the metadata 'authorization: Bearer <token>'"
-        scheme, _, token = str(header).partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return "malformed credentials: expected 'authorization: Bearer <token>'"
-        candidate = token.strip().encode()
-        # Compare against every token in constant time, so timing reveals neither which nor how much matched.
-        if not any([hmac.compare_digest(candidate, known) for known in self._tokens]):  # noqa: C419
-            return "invalid token"
-        return None
+
+def token_problem(header: Any, tokens: list[bytes], carrier: str = "metadata") -> str | None:
+    """What is wrong with an ``authorization`` value (gRPC metadata or HTTP header), or None if accepted."""
+    if header is None:
+        return f"missing credentials: send the {carrier} 'authorization: Bearer <token>'"
+    scheme, _, token = str(header).partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return "malformed credentials: expected 'authorization: Bearer <token>'"
+    candidate = token.strip().encode()
+    # Compare against every token in constant time, so timing reveals neither which nor how much matched.
+    if not any([hmac.compare_digest(candidate, known) for known in tokens]):  # noqa: C419
+        return "invalid token"
+    return None
 
 
 @contextmanager

@@ -70,6 +70,19 @@ class ServerSettings(BaseSettings):
         description="HTTP port of the Prometheus /metrics endpoint on --host; 0 picks a free one (logged), "
         "-1 turns metrics off",
     )
+    http_port: int = Field(
+        8501,
+        ge=-1,
+        le=65535,
+        description="HTTP/JSON port on --host (KServe V2 REST, TF Serving REST, native JSON, OpenAPI at "
+        "/docs), same TLS, tokens and limits as gRPC; 0 picks a free one (logged), -1 turns HTTP off",
+    )
+    http_body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Longest an HTTP request body may take to arrive in full; a slower one is answered 408 "
+        "and its connection closed (a slow-body client cannot hold a request slot for long)",
+    )
     tls_cert_file: Path | None = Field(
         None, description="PEM certificate (chain) of the server; with --tls-key-file turns TLS on"
     )

@@ -61,7 +61,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @grpc_errors
     async def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext):
-        version = _version(request.version)
+        version = parse_version(request.version)
         try:
             self._plane.metadata(request.name, version)
         except ClassifyServerError as exc:
@@ -76,7 +76,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @grpc_errors
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext):
-        spec, versions = self._plane.metadata(request.name, _version(request.version))
+        spec, versions = self._plane.metadata(request.name, parse_version(request.version))
         tensor = pb.ModelMetadataResponse.TensorMetadata
         if spec.input.kind == "image":
             inputs = [tensor(name=spec.input.name, datatype="UINT8", shape=[-1, 28, 28])]
@@ -93,7 +93,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @grpc_errors
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext):
-        return await self._infer(request, context.time_remaining())
+        return await self.infer(request, context.time_remaining())
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
@@ -109,7 +109,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelStreamInferResponse:
         try:
-            response = await self._infer(request, context.time_remaining())
+            response = await self.infer(request, context.time_remaining())
         except Exception as exc:
             _, message = status_of(exc, request.model_name)
             return pb.ModelStreamInferResponse(
@@ -120,23 +120,24 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             )
         return pb.ModelStreamInferResponse(infer_response=response)
 
-    async def _infer(
-        self, request: pb.ModelInferRequest, time_remaining: float | None
+    async def infer(
+        self, request: pb.ModelInferRequest, time_remaining: float | None, protocol: str = PROTOCOL
     ) -> pb.ModelInferResponse:
-        version = _version(request.model_version)
+        """One inference; the HTTP API (KServe V2 REST) calls this too, with its own metrics label."""
+        version = parse_version(request.model_version)
         spec, _ = self._plane.metadata(request.model_name, version)
         payload = _decode_input(request, spec)
         outputs = _requested_outputs(request, spec)
         top_k = max([k for _, k in outputs if k], default=1)
         result = await self._plane.classify(
             ClassifyCall(
-                request.model_name, version, payload, top_k, time_remaining=time_remaining, protocol=PROTOCOL
+                request.model_name, version, payload, top_k, time_remaining=time_remaining, protocol=protocol
             )
         )
         return _response(request, result, outputs)
 
 
-def _version(text: str) -> int | None:
+def parse_version(text: str) -> int | None:
     if not text:
         return None
     try:
@@ -204,12 +205,12 @@ def _decode_input(request: pb.ModelInferRequest, spec: ModelSpec):
         raise InvalidInputError(
             f"input {tensor.name!r} has datatype {datatype!r}; model {spec.name!r} takes {expected}"
         )
-    texts = _deserialize_bytes(raw[0], tensor.name) if raw else list(tensor.contents.bytes_contents)
+    texts = deserialize_bytes(raw[0], tensor.name) if raw else list(tensor.contents.bytes_contents)
     check_count(len(texts), shape, tensor.name, "strings")
     return payload_for(spec, texts, shape, tensor.name, expected)
 
 
-def _deserialize_bytes(data: bytes, name: str) -> list[bytes]:
+def deserialize_bytes(data: bytes, name: str) -> list[bytes]:
     """Triton's raw BYTES layout: each element is a little-endian uint32 length, then that many bytes."""
     values, offset = [], 0
     while offset < len(data):

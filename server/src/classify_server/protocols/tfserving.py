@@ -62,6 +62,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @grpc_errors
     async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext):
+        return await self.predict(request, context.time_remaining())
+
+    async def predict(
+        self, request: predict_pb2.PredictRequest, time_remaining: float | None, protocol: str = PROTOCOL
+    ) -> predict_pb2.PredictResponse:
+        """One Predict; the HTTP API (TF Serving REST) calls this too, with its own metrics label."""
         spec, version = self._resolve(request.model_spec)
         expected = expected_input(spec)
         unknown = sorted(set(request.inputs) - {spec.input.name})
@@ -77,9 +83,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 )
         payload = _payload_from_tensor(request.inputs[spec.input.name], spec.input.name, spec, expected)
         result = await self._plane.classify(
-            ClassifyCall(
-                spec.name, version, payload, 1, time_remaining=context.time_remaining(), protocol=PROTOCOL
-            )
+            ClassifyCall(spec.name, version, payload, 1, time_remaining=time_remaining, protocol=protocol)
         )
         probabilities = np.ascontiguousarray(result.probabilities, dtype="<f4")
         response = predict_pb2.PredictResponse(model_spec=_answered_spec(result.spec))
@@ -96,6 +100,15 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def Classify(
         self, request: classification_pb2.ClassificationRequest, context: grpc.aio.ServicerContext
     ):
+        return await self.classify(request, context.time_remaining())
+
+    async def classify(
+        self,
+        request: classification_pb2.ClassificationRequest,
+        time_remaining: float | None,
+        protocol: str = PROTOCOL,
+    ) -> classification_pb2.ClassificationResponse:
+        """One Classify; the HTTP API (TF Serving REST) calls this too, with its own metrics label."""
         spec, version = self._resolve(request.model_spec)
         payload = _payload_from_examples(request.input, spec)
         classes = len(spec.labels)
@@ -105,8 +118,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 version,
                 payload,
                 classes,
-                time_remaining=context.time_remaining(),
-                protocol=PROTOCOL,
+                time_remaining=time_remaining,
+                protocol=protocol,
             )
         )
         response = classification_pb2.ClassificationResponse(model_spec=_answered_spec(result.spec))
@@ -131,7 +144,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 f"metadata_field {unknown[0]!r} is not supported; the only field is {SIGNATURE_DEF_FIELD!r}"
             )
         signatures = get_model_metadata_pb2.SignatureDefMap()
-        signatures.signature_def[spec.signature].CopyFrom(_signature_def(spec))
+        signatures.signature_def[spec.signature].CopyFrom(signature_def(spec))
         packed = any_pb2.Any()
         packed.Pack(signatures)
         response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=_answered_spec(spec))
@@ -183,7 +196,7 @@ def _tensor_info(name: str, dtype: int, dims: list[int]) -> meta_graph_pb2.Tenso
     return meta_graph_pb2.TensorInfo(name=name, dtype=dtype, tensor_shape=_shape(dims))
 
 
-def _signature_def(spec: ModelSpec) -> meta_graph_pb2.SignatureDef:
+def signature_def(spec: ModelSpec) -> meta_graph_pb2.SignatureDef:
     signature = meta_graph_pb2.SignatureDef(method_name=PREDICT_METHOD)
     if spec.input.kind == "image":
         signature.inputs[spec.input.name].CopyFrom(

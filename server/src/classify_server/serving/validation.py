@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from classify_client.wire.arrays import IMAGE_SIDE
-from classify_server.errors import InvalidInputError
+from classify_server.errors import InvalidInputError, TooLargeError
 from classify_server.serving.repository import ModelSpec
 
 IMAGE_HEIGHT = IMAGE_WIDTH = IMAGE_SIDE  # the wire's one image size, shared with the client
@@ -68,7 +68,7 @@ def _check_rows(rows: int, spec: ModelSpec, limits: InputLimits) -> None:
     if rows == 0:
         raise InvalidInputError(f"empty batch: send at least one item to model {spec.name!r}")
     if rows > limits.max_request_rows:
-        raise InvalidInputError(
+        raise TooLargeError(
             f"batch of {rows} items exceeds this server's limit of {limits.max_request_rows} per request; "
             "split it (the client library does this for you)"
         )
@@ -103,7 +103,7 @@ def _texts(payload: TextPayload, spec: ModelSpec, limits: InputLimits) -> np.nda
         if not text.strip():
             raise InvalidInputError(f"text {position} is empty; model {spec.name!r} needs words to classify")
         if len(text) > limits.max_text_chars:
-            raise InvalidInputError(
+            raise TooLargeError(
                 f"text {position} has {len(text)} characters; "
                 f"this server accepts at most {limits.max_text_chars}"
             )
