@@ -6,7 +6,6 @@ TensorFlow is imported only inside the training commands (it takes seconds to lo
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from collections.abc import Callable
@@ -15,11 +14,16 @@ from typing import Any
 
 import click
 
-from classify_train.data.datadir import resolve_data_dir
+from classify_train.cli_data import (
+    data_directory,
+    data_group,
+    data_options,
+    default_test_data,
+    user_errors_as_click,
+)
 from classify_train.data.split import DEFAULT_SEED
 from classify_train.datasets import DATASET_NAMES
-from classify_train.errors import USER_ERRORS
-from classify_train.recipes import MODEL_NAMES
+from classify_train.recipes import MODEL_NAMES, get_recipe
 from classify_train.repository import existing_versions
 
 
@@ -30,30 +34,12 @@ class _ModelGroup(click.Group):
         if args and not args[0].startswith("-") and args[0] not in self.commands:
             raise click.UsageError(
                 f"unknown command or model {args[0]!r}; models: {', '.join(MODEL_NAMES)}; "
-                f"other commands: all, evaluate, split",
+                f"other commands: all, evaluate, split, data",
                 ctx,
             )
         return super().resolve_command(ctx, args)
 
 
-def _user_errors_as_click(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the errors a user can fix (missing data, bad files) into one-line messages, not tracebacks."""
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return function(*args, **kwargs)
-        except USER_ERRORS as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper
-
-
-_data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory holding mnist/ and imdb/ data (default: $CLASSIFY_DATA_DIR).",
-)
 _seed_option = click.option(
     "--seed",
     type=int,
@@ -66,7 +52,7 @@ _seed_option = click.option(
 def _training_options(function: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(
         [
-            _data_dir_option,
+            data_options,
             click.option(
                 "--export",
                 "repo",
@@ -101,6 +87,7 @@ def main() -> None:
 def _train(
     names: list[str],
     data_dir: Path | None,
+    mirror: str | None,
     repo: Path,
     *,
     quick: bool,
@@ -108,7 +95,8 @@ def _train(
     seed: int,
     resume: bool,
 ) -> None:
-    directory = resolve_data_dir(data_dir)
+    needs = dict.fromkeys((get_recipe(name).dataset, "train") for name in names)
+    directory = data_directory(data_dir, mirror, needs)
     # Hide TensorFlow's start-up INFO chatter unless the user asked for it.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     from classify_train.pipeline import train_and_export
@@ -126,11 +114,18 @@ def _train(
 
 def _model_command(name: str) -> click.Command:
     @_training_options
-    @_user_errors_as_click
+    @user_errors_as_click
     def command(
-        *, data_dir: Path | None, repo: Path, epochs: int | None, quick: bool, seed: int, resume: bool
+        *,
+        data_dir: Path | None,
+        mirror: str | None,
+        repo: Path,
+        epochs: int | None,
+        quick: bool,
+        seed: int,
+        resume: bool,
     ) -> None:
-        _train([name], data_dir, repo, quick=quick, epochs=epochs, seed=seed, resume=resume)
+        _train([name], data_dir, mirror, repo, quick=quick, epochs=epochs, seed=seed, resume=resume)
 
     return click.command(name, help=f"Train {name} and export it as the next version in REPO/{name}/.")(
         command
@@ -144,10 +139,11 @@ for _name in MODEL_NAMES:
 @main.command("all")
 @_training_options
 @click.option("--if-empty", is_flag=True, help="Skip every model that already has a version in REPO.")
-@_user_errors_as_click
+@user_errors_as_click
 def train_all(
     *,
     data_dir: Path | None,
+    mirror: str | None,
     repo: Path,
     epochs: int | None,
     quick: bool,
@@ -164,12 +160,12 @@ def train_all(
             )
             names.remove(name)
     if names:
-        _train(names, data_dir, repo, quick=quick, epochs=epochs, seed=seed, resume=resume)
+        _train(names, data_dir, mirror, repo, quick=quick, epochs=epochs, seed=seed, resume=resume)
 
 
 @main.command("split")
 @click.argument("dataset", type=click.Choice(DATASET_NAMES))
-@_data_dir_option
+@data_options
 @click.option(
     "--out",
     "out_dir",
@@ -179,15 +175,22 @@ def train_all(
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Write a stratified sample of this many rows.")
 @_seed_option
-@_user_errors_as_click
+@user_errors_as_click
 def split_command(
-    *, dataset: str, data_dir: Path | None, out_dir: Path, limit: int | None, seed: int
+    *,
+    dataset: str,
+    data_dir: Path | None,
+    mirror: str | None,
+    out_dir: Path,
+    limit: int | None,
+    seed: int,
 ) -> None:
     """Write the validation split (rows no model trained on) in standard formats, for scoring."""
     from classify_train.validation_files import write_validation_split
 
     clock = time.perf_counter()
-    written = write_validation_split(dataset, resolve_data_dir(data_dir), out_dir, limit=limit, seed=seed)
+    directory = data_directory(data_dir, mirror, [(dataset, "train")])
+    written = write_validation_split(dataset, directory, out_dir, limit=limit, seed=seed)
     for path in written.files:
         click.echo(str(path))
     click.echo(
@@ -209,22 +212,33 @@ def split_command(
 @click.option(
     "--data",
     "data_path",
-    required=True,
     type=click.Path(exists=True, path_type=Path),
     help="Labelled rows: IDX t10k-images-idx3-ubyte[.gz] (labels found beside it) or a folder with the "
-    "pair, mnist.npz, imdb_test.jsonl[.gz] or any {text, label} JSON lines, aclImdb/ or aclImdb/test/.",
+    "pair, mnist.npz, imdb_test.jsonl[.gz] or any {text, label} JSON lines, aclImdb/ or aclImdb/test/ "
+    "(default: the model's standard test split in the data directory, downloaded into the cache if needed).",
 )
+@data_options
 @click.option(
     "--report",
     "report_dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Also write a confusion matrix, the worst mistakes (PNG) and a README.md summary here.",
 )
-@_user_errors_as_click
+@user_errors_as_click
 def evaluate_command(
-    *, repo: Path, name: str, version: int | None, data_path: Path, report_dir: Path | None
+    *,
+    repo: Path,
+    name: str,
+    version: int | None,
+    data_path: Path | None,
+    data_dir: Path | None,
+    mirror: str | None,
+    report_dir: Path | None,
 ) -> None:
     """Score an exported version (its SavedModel signature, as served) on labelled data."""
+    if data_path is None:
+        dataset = get_recipe(name).dataset
+        data_path = default_test_data(data_directory(data_dir, mirror, [(dataset, "test")]), dataset)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     from classify_train.evaluate import evaluate, format_evaluation, write_evaluation_report
 
@@ -232,3 +246,6 @@ def evaluate_command(
     click.echo(format_evaluation(result))
     if report_dir is not None:
         click.echo(f"report: {write_evaluation_report(result, report_dir)}")
+
+
+main.add_command(data_group)
