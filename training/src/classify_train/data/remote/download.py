@@ -99,6 +99,11 @@ def _transfer(remote: RemoteFile, partial: Path, console: Console | None) -> Non
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
                 bar.advance(task, len(chunk))
+            received = out.tell()
+    # http.client ends a body cut short as if it were complete (it only raises for chunked bodies), so the
+    # length it announced is what tells a dropped connection from the end of the file.
+    if total is not None and received < total:
+        raise http.client.IncompleteRead(b"", total - received)
 
 
 def _progress_bar(console: Console | None) -> Progress:
