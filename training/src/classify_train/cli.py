@@ -237,6 +237,9 @@ def evaluate_command(
 ) -> None:
     """Score an exported version (its SavedModel signature, as served) on labelled data."""
     if data_path is None:
+        from classify_train.evaluate import resolve_version
+
+        resolve_version(repo, name, version)  # a missing model is said before any download starts
         dataset = get_recipe(name).dataset
         data_path = default_test_data(data_directory(data_dir, mirror, [(dataset, "test")]), dataset)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
