@@ -4,7 +4,8 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
-DATA_DIR ?= $(or $(CLASSIFY_DATA_DIR),../shared/data)
+# Empty when neither is there: classify-train then downloads into its user cache.
+DATA_DIR ?= $(or $(CLASSIFY_DATA_DIR),$(wildcard ../shared/data))
 MODEL_REPOSITORY ?= models
 DEMO_DIR ?= .demo
 STAMP := $(VENV)/.installed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,12 @@ def test_unknown_model_is_a_usage_error_listing_the_models() -> None:
 
 
 def test_no_data_dir_says_both_ways_to_give_one(tmp_path: Path) -> None:
-    code, output = _run("mnist-cnn", "--export", str(tmp_path), env={DATA_DIR_ENV: ""})
+    # No data anywhere and the download fails (a closed loopback port as the mirror): one line naming the ways.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        mirror = f"http://127.0.0.1:{probe.getsockname()[1]}/"
+    env = {DATA_DIR_ENV: "", "XDG_CACHE_HOME": str(tmp_path / "cache"), "CLASSIFY_DATA_MIRROR": mirror}
+    code, output = _run("mnist-cnn", "--export", str(tmp_path), env=env)
     assert code == 1
     assert output.startswith("Error: ") and output.count("\n") == 1
     assert "--data-dir" in output and DATA_DIR_ENV in output

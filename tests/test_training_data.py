@@ -52,11 +52,12 @@ def test_data_dir_flag_wins_over_environment(tmp_path: Path, monkeypatch: pytest
     assert resolve_data_dir(None) == env_dir
 
 
-def test_missing_data_dir_names_both_ways_to_give_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_data_dir_given_means_the_user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 18 changed this from an error: the cache is the third place looked in, filled by download
+    # (the offline error that names the ways to give data is in test_training_datasets.py).
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
-    with pytest.raises(DataError, match="--data-dir") as error:
-        resolve_data_dir(None)
-    assert DATA_DIR_ENV in str(error.value)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert resolve_data_dir(None) == tmp_path / "classify" / "datasets"
 
 
 def test_nonexistent_data_dir_is_reported_with_its_origin(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ TensorFlow is imported only inside the training commands (it takes seconds to lo
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import time
@@ -16,11 +15,22 @@ from typing import Any
 
 import click
 
-from classify_train.data.datadir import resolve_data_dir
+from classify_train.cli_data import (
+    data_directory,
+    data_group,
+    data_options,
+    default_test_data,
+    user_errors_as_click,
+)
 from classify_train.data.split import DEFAULT_SEED
 from classify_train.datasets import DATASET_NAMES
-from classify_train.errors import USER_ERRORS
-from classify_train.recipes import ALL_MODEL_NAMES, MODEL_NAMES, RAW_TF_MODEL_NAMES, SOFTMAX_MODELS
+from classify_train.recipes import (
+    ALL_MODEL_NAMES,
+    MODEL_NAMES,
+    RAW_TF_MODEL_NAMES,
+    SOFTMAX_MODELS,
+    get_recipe,
+)
 from classify_train.repository import existing_versions
 
 
@@ -31,30 +41,12 @@ class _ModelGroup(click.Group):
         if args and not args[0].startswith("-") and args[0] not in self.commands:
             raise click.UsageError(
                 f"unknown command or model {args[0]!r}; models: {', '.join(ALL_MODEL_NAMES)}; "
-                f"other commands: all, evaluate, split, weight-maps",
+                f"other commands: all, evaluate, split, weight-maps, data",
                 ctx,
             )
         return super().resolve_command(ctx, args)
 
 
-def _user_errors_as_click(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the errors a user can fix (missing data, bad files) into one-line messages, not tracebacks."""
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return function(*args, **kwargs)
-        except USER_ERRORS as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper
-
-
-_data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory holding mnist/ and imdb/ data (default: $CLASSIFY_DATA_DIR).",
-)
 _seed_option = click.option(
     "--seed",
     type=int,
@@ -67,7 +59,7 @@ _seed_option = click.option(
 def _training_options(function: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(
         [
-            _data_dir_option,
+            data_options,
             click.option(
                 "--export",
                 "repo",
@@ -102,6 +94,7 @@ def main() -> None:
 def _train(
     names: list[str],
     data_dir: Path | None,
+    mirror: str | None,
     repo: Path,
     *,
     quick: bool,
@@ -109,7 +102,8 @@ def _train(
     seed: int,
     resume: bool,
 ) -> None:
-    directory = resolve_data_dir(data_dir)
+    needs = dict.fromkeys((get_recipe(name).dataset, "train") for name in names)
+    directory = data_directory(data_dir, mirror, needs)
     # Hide TensorFlow's start-up INFO chatter unless the user asked for it.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     from classify_train.pipeline import train_and_export
@@ -127,11 +121,18 @@ def _train(
 
 def _model_command(name: str) -> click.Command:
     @_training_options
-    @_user_errors_as_click
+    @user_errors_as_click
     def command(
-        *, data_dir: Path | None, repo: Path, epochs: int | None, quick: bool, seed: int, resume: bool
+        *,
+        data_dir: Path | None,
+        mirror: str | None,
+        repo: Path,
+        epochs: int | None,
+        quick: bool,
+        seed: int,
+        resume: bool,
     ) -> None:
-        _train([name], data_dir, repo, quick=quick, epochs=epochs, seed=seed, resume=resume)
+        _train([name], data_dir, mirror, repo, quick=quick, epochs=epochs, seed=seed, resume=resume)
 
     return click.command(name, help=f"Train {name} and export it as the next version in REPO/{name}/.")(
         command
@@ -150,10 +151,11 @@ for _name in ALL_MODEL_NAMES:
     is_flag=True,
     help=f"Also train the course's low-level TensorFlow models ({', '.join(RAW_TF_MODEL_NAMES)}).",
 )
-@_user_errors_as_click
+@user_errors_as_click
 def train_all(
     *,
     data_dir: Path | None,
+    mirror: str | None,
     repo: Path,
     epochs: int | None,
     quick: bool,
@@ -171,12 +173,12 @@ def train_all(
             )
             names.remove(name)
     if names:
-        _train(names, data_dir, repo, quick=quick, epochs=epochs, seed=seed, resume=resume)
+        _train(names, data_dir, mirror, repo, quick=quick, epochs=epochs, seed=seed, resume=resume)
 
 
 @main.command("split")
 @click.argument("dataset", type=click.Choice(DATASET_NAMES))
-@_data_dir_option
+@data_options
 @click.option(
     "--out",
     "out_dir",
@@ -186,15 +188,22 @@ def train_all(
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Write a stratified sample of this many rows.")
 @_seed_option
-@_user_errors_as_click
+@user_errors_as_click
 def split_command(
-    *, dataset: str, data_dir: Path | None, out_dir: Path, limit: int | None, seed: int
+    *,
+    dataset: str,
+    data_dir: Path | None,
+    mirror: str | None,
+    out_dir: Path,
+    limit: int | None,
+    seed: int,
 ) -> None:
     """Write the validation split (rows no model trained on) in standard formats, for scoring."""
     from classify_train.validation_files import write_validation_split
 
     clock = time.perf_counter()
-    written = write_validation_split(dataset, resolve_data_dir(data_dir), out_dir, limit=limit, seed=seed)
+    directory = data_directory(data_dir, mirror, [(dataset, "train")])
+    written = write_validation_split(dataset, directory, out_dir, limit=limit, seed=seed)
     for path in written.files:
         click.echo(str(path))
     click.echo(
@@ -216,22 +225,36 @@ def split_command(
 @click.option(
     "--data",
     "data_path",
-    required=True,
     type=click.Path(exists=True, path_type=Path),
     help="Labelled rows: IDX t10k-images-idx3-ubyte[.gz] (labels found beside it) or a folder with the "
-    "pair, mnist.npz, imdb_test.jsonl[.gz] or any {text, label} JSON lines, aclImdb/ or aclImdb/test/.",
+    "pair, mnist.npz, imdb_test.jsonl[.gz] or any {text, label} JSON lines, aclImdb/ or aclImdb/test/ "
+    "(default: the model's standard test split in the data directory, downloaded into the cache if needed).",
 )
+@data_options
 @click.option(
     "--report",
     "report_dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Also write a confusion matrix, the worst mistakes (PNG) and a README.md summary here.",
 )
-@_user_errors_as_click
+@user_errors_as_click
 def evaluate_command(
-    *, repo: Path, name: str, version: int | None, data_path: Path, report_dir: Path | None
+    *,
+    repo: Path,
+    name: str,
+    version: int | None,
+    data_path: Path | None,
+    data_dir: Path | None,
+    mirror: str | None,
+    report_dir: Path | None,
 ) -> None:
     """Score an exported version (its SavedModel signature, as served) on labelled data."""
+    if data_path is None:
+        from classify_train.evaluate import resolve_version
+
+        resolve_version(repo, name, version)  # a missing model is said before any download starts
+        dataset = get_recipe(name).dataset
+        data_path = default_test_data(data_directory(data_dir, mirror, [(dataset, "test")]), dataset)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     from classify_train.evaluate import evaluate, format_evaluation, write_evaluation_report
 
@@ -257,7 +280,7 @@ def evaluate_command(
     help="A softmax model to draw, newest version; repeat for several (default: both).",
 )
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PNG to write.")
-@_user_errors_as_click
+@user_errors_as_click
 def weight_maps_command(*, repo: Path, names: tuple[str, ...], out: Path) -> None:
     """Draw softmax models' weight maps side by side (blue: votes for the digit, red: against)."""
     from classify_train.weight_maps import pearson, plot_side_by_side, saved_kernel
@@ -274,3 +297,6 @@ def weight_maps_command(*, repo: Path, names: tuple[str, ...], out: Path) -> Non
     labelled = list(kernels.items())
     for (first, a), (second, b) in itertools.pairwise(labelled):
         click.echo(f"Pearson correlation of {first} and {second} over the 7,840 weights: {pearson(a, b):.3f}")
+
+
+main.add_command(data_group)

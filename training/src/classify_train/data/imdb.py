@@ -37,6 +37,15 @@ def load_imdb(data_dir: Path, split: Split = "train") -> Dataset:
     raise DataError(_missing_message(data_dir, split))
 
 
+def has_imdb_split(data_dir: Path, split: str) -> bool:
+    """Whether :func:`load_imdb` would find the split (without reading it)."""
+    directories = (data_dir, data_dir / "imdb")
+    if any((d / name).is_file() for d in directories for name in jsonl_candidates(split)):
+        return True
+    folders = _ACL_FOLDERS.get(split, [])
+    return any(all((root / f).is_dir() for f, _ in folders) for root in acl_candidates(data_dir))
+
+
 def jsonl_candidates(split: str) -> list[str]:
     return [f"imdb_{split}.jsonl.gz", f"imdb_{split}.jsonl"]
 

@@ -41,6 +41,11 @@ def load_mnist(data_dir: Path, split: Split = "train") -> Dataset:
     )
 
 
+def has_mnist_split(data_dir: Path, split: str) -> bool:
+    """Whether :func:`load_mnist` would find the split's files (without reading them)."""
+    return all(_find_idx_pair(data_dir, split)) or _find_first(data_dir, [NPZ_NAME]) is not None
+
+
 def idx_candidates(split: str) -> tuple[list[str], list[str]]:
     """File names tried for a split's images and labels, in order (with and without .gz, and the dotted
     ``train-images.idx3-ubyte`` spelling some mirrors use)."""

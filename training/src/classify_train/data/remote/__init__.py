@@ -1,0 +1,1 @@
+"""Downloading the data sets: the pinned manifest, resumable downloads, the IMDb archive conversion."""
