@@ -28,7 +28,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from classify_client.bench import generated_inputs
+from classify_client.cli.load_generator import generated_inputs
 from classify_client.conversions import Inputs
 from classify_server.settings import ServerSettings
 
