@@ -157,7 +157,7 @@ def test_bad_header_is_a_usage_error() -> None:
 
 def test_summary_json_shape_is_documented() -> None:
     # Guard the documented keys of --summary-json (the lead's end-to-end tests read them).
-    from classify_client.report import ScoreSummary
+    from classify_client.cli.report import ScoreSummary
 
     summary = ScoreSummary("m", 1, 3, 2, 1, 2, 1, 1.0, ["a", "b"], np.zeros((2, 2), dtype=np.int64))
     assert set(json.loads(json.dumps(summary.as_json()))) == {

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classify_client.formats import FormatError, iter_jsonl, read_idx, write_idx
-from classify_client.inputs import (
+from classify_client.cli.inputs import (
     PILLOW_MISSING,
     IdxImages,
     ImageFolder,
@@ -22,6 +21,7 @@ from classify_client.inputs import (
     TextLines,
     open_input,
 )
+from classify_client.formats import FormatError, iter_jsonl, read_idx, write_idx
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ def test_idx_images_stream_in_order_whatever_the_name(tmp_path: Path, mnist, nam
 
 
 def test_idx_stream_crosses_block_boundaries(tmp_path: Path, mnist, monkeypatch) -> None:
-    monkeypatch.setattr("classify_client.inputs.BLOCK_ROWS", 7)
+    monkeypatch.setattr("classify_client.cli.inputs.BLOCK_ROWS", 7)
     path = tmp_path / "x-idx3-ubyte"
     write_idx(path, mnist[0])
     np.testing.assert_array_equal(images_of(open_input(path)), mnist[0])

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from classify_client.cli.inputs import InputRow
+from classify_client.cli.labels import LabelError, LabelMap, check_labels, read_labels, resolve_labels
 from classify_client.formats import FormatError, read_idx, write_idx
-from classify_client.inputs import InputRow
-from classify_client.labels import LabelError, LabelMap, check_labels, read_labels, resolve_labels
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS = [str(d) for d in range(10)]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classify_client.outputs import (
+from classify_client.cli.outputs import (
     COLUMNS,
     CsvRowWriter,
     JsonlRowWriter,
@@ -18,7 +18,7 @@ from classify_client.outputs import (
     open_writer,
     output_format,
 )
-from classify_client.report import ScoreSummary, confusion_lines, summary_lines
+from classify_client.cli.report import ScoreSummary, confusion_lines, summary_lines
 from classify_client.types import ClassScore
 
 SCORED = OutputRow(

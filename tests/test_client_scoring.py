@@ -12,12 +12,12 @@ import json
 import grpc
 import pytest
 
+from classify_client.cli.inputs import InputRow
+from classify_client.cli.outputs import JsonlRowWriter
+from classify_client.cli.progress import StderrReporter
+from classify_client.cli.scoring import BusyRetry, Scorer, batched
 from classify_client.conversions import Inputs
 from classify_client.errors import ClassifyError, InvalidInputError, OverloadedError, UnavailableError
-from classify_client.inputs import InputRow
-from classify_client.outputs import JsonlRowWriter
-from classify_client.progress import StderrReporter
-from classify_client.scoring import BusyRetry, Scorer, batched
 from classify_client.types import ClassifyResult, ClassScore, Prediction
 
 LABELS = ["negative", "positive"]

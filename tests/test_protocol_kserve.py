@@ -1,7 +1,7 @@
 """KServe V2 / Open Inference Protocol on the same port, driven by the real tritonclient.
 
 tritonclient defines the ``inference.*`` protobuf messages itself, so this process never imports
-``classify_client.v2_protocol`` or our generated ``inference`` module (see proto/VENDORED.md); the
+``classify_client.cli.v2_protocol`` or our generated ``inference`` module (see proto/VENDORED.md); the
 ``classify score --protocol v2`` test runs the CLI in its own process.
 """
 

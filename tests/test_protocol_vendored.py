@@ -58,7 +58,7 @@ def test_kserve_messages_match_tritonclient_field_for_field() -> None:
 
 def test_client_imports_no_vendored_protocol_module() -> None:
     probe = (
-        "import sys, classify_client, classify_client.cli, classify_client.score_job; "
+        "import sys, classify_client, classify_client.cli, classify_client.cli.score_job; "
         "from classify_client import Client, AsyncClient; "
         "print(sorted(m for m in sys.modules if 'wire.proto.inference' in m or 'wire.proto.tensorflow' in m))"
     )

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classify_client.bench import generated_inputs
+from classify_client.cli.load_generator import generated_inputs
 from classify_client.conversions import Inputs
 from classify_server.launcher import ServerLauncher, ServerLaunchError, running_server
 from classify_server.settings import ServerSettings

@@ -19,7 +19,7 @@ import grpc
 import numpy as np
 
 from classify_client import Client
-from classify_client.bench import (
+from classify_client.cli.load_generator import (
     CLASSIFY_METHOD,
     LoadGenerator,
     LoadSpec,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import grpc
 from grpc_health.v1 import health_pb2
 
 SERVING = "SERVING"
@@ -19,8 +18,3 @@ def health_request(service: str) -> health_pb2.HealthCheckRequest:
 
 def status_name(response: health_pb2.HealthCheckResponse) -> str:
     return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
-
-
-def is_unknown_service(error: grpc.RpcError) -> bool:
-    """The standard health servicer answers Check on a service it never heard of with NOT_FOUND."""
-    return hasattr(error, "code") and error.code() == grpc.StatusCode.NOT_FOUND

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from .types import ClassScore
+from ..types import ClassScore
 
 COLUMNS = ("index", "source", "label", "score", "top_k", "true_label", "correct", "error")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl"}

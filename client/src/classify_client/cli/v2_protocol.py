@@ -18,14 +18,14 @@ from collections.abc import Mapping
 import grpc
 import numpy as np
 
-from .conversions import Inputs, predictions_from_arrays
-from .errors import error_from_rpc
-from .retry import Deadline, Retrier, RetryingFuture, RetryPolicy
-from .settings import DEFAULT_RETRY, channel_options
-from .types import ClassifyResult
-from .wire.arrays import top_classes
-from .wire.proto.inference import grpc_predict_v2_pb2 as pb
-from .wire.proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
+from ..conversions import Inputs, predictions_from_arrays
+from ..errors import error_from_rpc
+from ..retry import Deadline, Retrier, RetryingFuture, RetryPolicy
+from ..settings import DEFAULT_RETRY, channel_options
+from ..types import ClassifyResult
+from ..wire.arrays import top_classes
+from ..wire.proto.inference import grpc_predict_v2_pb2 as pb
+from ..wire.proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 
 LENGTH_PREFIX = struct.Struct("<I")
 MODEL_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"

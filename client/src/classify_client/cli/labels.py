@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .formats import FormatError, open_maybe_gzip, read_idx
+from ..formats import FormatError, open_maybe_gzip, read_idx
 from .inputs import NPY_MAGIC, InputRow, load_npy, sniff
 
 UNLABELLED = -1  # the IMDb convention for reviews without a label

@@ -21,10 +21,10 @@ from typing import Any
 import grpc
 import numpy as np
 
-from .conversions import Inputs, classify_request
+from ..conversions import Inputs, classify_request
+from ..settings import channel_options
+from ..wire.proto.classify.v1 import classify_pb2, classify_pb2_grpc
 from .inputs import IMAGE, open_input
-from .settings import channel_options
-from .wire.proto.classify.v1 import classify_pb2, classify_pb2_grpc
 
 CLASSIFY_METHOD = "/classify.v1.Classifier/Classify"
 DISTINCT_REQUESTS = 64  # payloads cycled through, so the server does not see one request over and over

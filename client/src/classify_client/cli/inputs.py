@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .formats import FormatError, iter_jsonl, open_maybe_gzip
-from .wire.arrays import IMAGE_PIXELS, IMAGE_SIDE
+from ..formats import FormatError, iter_jsonl, open_maybe_gzip
+from ..wire.arrays import IMAGE_PIXELS, IMAGE_SIDE
 
 IMAGE = "image"
 TEXT = "text"

@@ -15,12 +15,12 @@ from typing import Protocol, TypeVar
 import grpc
 import numpy as np
 
-from .client import Client
-from .conversions import Inputs
-from .errors import ClassifyError, InvalidInputError, MessageTooLargeError
+from ..client import Client
+from ..conversions import Inputs
+from ..errors import ClassifyError, InvalidInputError, MessageTooLargeError
+from ..types import ClassifyResult, ClassScore
 from .inputs import InputRow
 from .outputs import OutputRow, RowWriter
-from .types import ClassifyResult, ClassScore
 
 # Worth retrying after a pause: the queue drains. UNAVAILABLE (a restarting server) is retried by the
 # client library's RetryPolicy already; one that still arrives here means it gave up, so the job stops

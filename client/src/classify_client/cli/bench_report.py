@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .bench import StepResult
+from .load_generator import StepResult
 
 COLUMNS = (
     ("concurrency", "conc", "{}"),

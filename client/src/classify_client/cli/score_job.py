@@ -15,19 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .client import Client
-from .errors import ClassifyError, describe_for_target
-from .formats import FormatError
+from ..client import Client
+from ..errors import ClassifyError, describe_for_target
+from ..formats import FormatError
+from ..retry import RetryPolicy
+from ..settings import DEFAULT_RETRY, DEFAULT_TARGET
+from ..types import ModelMetadata
 from .inputs import TEXT, InputRow, InputSource, MissingDependencyError, open_input
 from .labels import LabelMap, check_labels, read_labels, resolve_labels
 from .outputs import open_writer, output_format
 from .progress import StderrReporter
 from .report import ScoreSummary
 from .resume import Resumed, resume_output
-from .retry import RetryPolicy
 from .scoring import Backend, ClientBackend, Scorer
-from .settings import DEFAULT_RETRY, DEFAULT_TARGET
-from .types import ModelMetadata
 
 
 class JobError(Exception):

@@ -1,0 +1,126 @@
+"""`classify score`: score a file of images or texts and write one result row per input."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .common import Connection, FatalError, target_option
+
+
+@click.command()
+@target_option
+@click.option("--model", required=True, help="Model name, e.g. mnist-cnn or imdb-lstm.")
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="IDX images (.gz too), .npy, a folder of PNG/JPEG, JSON lines (.jsonl[.gz]) or text lines (.txt).",
+)
+@click.option(
+    "--labels",
+    "labels_path",
+    type=click.Path(path_type=Path),
+    help="True labels: IDX labels file, .npy, or text with one label a line (indices or label names).",
+)
+@click.option(
+    "--output",
+    "output_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Results, one row per input in input order; .csv or .jsonl.",
+)
+@click.option("--summary-json", type=click.Path(path_type=Path), help="Also write the summary as JSON here.")
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--limit", type=click.IntRange(min=0), help="Score only the first N input rows.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Rows a call.")
+@click.option("--in-flight", type=click.IntRange(min=1), default=4, show_default=True, help="Calls at once.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
+@click.option(
+    "--protocol",
+    type=click.Choice(["native", "v2"]),
+    default="native",
+    show_default=True,
+    help="native: classify.v1 Classify; v2: KServe V2 / Open Inference Protocol ModelInfer.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Carry on from the complete rows of an existing --output (a killed job): no row is scored twice "
+    "or lost. Without an existing output it starts afresh.",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Tries per call when the server is UNAVAILABLE (restarting, loading); 1 never retries. "
+    "--timeout bounds the retries of one call.",
+)
+@click.option(
+    "--max-backoff",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="Longest pause between retries, in seconds (pauses start at 0.1 s and double, with jitter).",
+)
+@click.pass_obj
+def score(
+    connection: Connection,
+    *,
+    target: str,
+    model: str,
+    input_path: Path,
+    labels_path: Path | None,
+    output_path: Path,
+    summary_json: Path | None,
+    top_k: int,
+    limit: int | None,
+    batch_size: int,
+    in_flight: int,
+    timeout: float,
+    protocol: str,
+    resume: bool,
+    max_attempts: int,
+    max_backoff: float,
+) -> None:
+    """Score a file of images or texts with a model and write one result row per input."""
+    from ..retry import RetryPolicy
+    from .outputs import output_format
+    from .report import summary_lines
+    from .score_job import JobError, ScoreOptions, run_score
+
+    try:
+        output_format(output_path)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--output") from None
+    options = ScoreOptions(
+        model=model,
+        input=input_path,
+        output=output_path,
+        target=target,
+        labels=labels_path,
+        summary_json=summary_json,
+        top_k=top_k,
+        limit=limit,
+        batch_size=batch_size,
+        in_flight=in_flight,
+        timeout=timeout,
+        headers=connection.call_headers(),
+        credentials=connection.credentials(),
+        protocol=protocol,
+        retry=RetryPolicy(
+            max_attempts=max_attempts, initial_backoff=min(0.1, max_backoff), max_backoff=max_backoff
+        ),
+        resume=resume,
+    )
+    try:
+        summary = run_score(options)
+    except JobError as exc:
+        raise FatalError(str(exc)) from None
+    for line in summary_lines(summary):
+        click.echo(line)
+    sys.exit(1 if summary.failed else 0)
