@@ -33,7 +33,9 @@ free_port() { "$BIN/python" -c 'import socket; s = socket.socket(); s.bind(("127
 # Free host ports, so a developer's own stack on the default ports is left alone.
 export CLASSIFY_DATA_DIR=$DATA_DIR
 CLASSIFY_GRPC_PORT=$(free_port) CLASSIFY_METRICS_PORT=$(free_port) CLASSIFY_PROMETHEUS_PORT=$(free_port)
-export CLASSIFY_GRPC_PORT CLASSIFY_METRICS_PORT CLASSIFY_PROMETHEUS_PORT
+CLASSIFY_HTTP_PORT=$(free_port)
+export CLASSIFY_GRPC_PORT CLASSIFY_METRICS_PORT CLASSIFY_PROMETHEUS_PORT CLASSIFY_HTTP_PORT
+HTTP=http://127.0.0.1:$CLASSIFY_HTTP_PORT
 TARGET=127.0.0.1:$CLASSIFY_GRPC_PORT
 compose() { docker compose -p "$PROJECT" "$@"; }
 
@@ -103,6 +105,18 @@ done
 "$BIN/classify" score --target "$TARGET" --model imdb-lstm \
   --input "$WORK/imdb_validation.jsonl.gz" --output "$WORK/imdb-lstm.jsonl" \
   --summary-json "$WORK/imdb-lstm.json" >/dev/null
+step "HTTP/JSON from the host against $HTTP (KServe V2 REST, TF Serving REST, native JSON)"
+command -v curl >/dev/null || { apt-get install -y -qq curl >/dev/null || die "curl is missing and could not be installed"; }
+curl -fsS "$HTTP/v2/health/ready" -o /dev/null || die "GET /v2/health/ready did not answer 200"
+curl -fsS "$HTTP/v1/models/mnist-cnn" | grep -q '"AVAILABLE"' || die "TF Serving REST status of mnist-cnn is not AVAILABLE"
+answer=$(curl -fsS -X POST -H 'Content-Type: application/json' \
+  -d '{"texts": ["A wonderful, moving film with superb acting."]}' "$HTTP/api/v1/models/imdb-lstm:classify")
+echo "native JSON classify: $answer"
+grep -q '"label"' <<<"$answer" || die "native JSON classify answered without a label"
+status=$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' -d '{"images": "x"}' \
+  "$HTTP/api/v1/models/mnist-cnn:classify")
+[[ $status == 400 ]] || die "a malformed JSON body answered $status, expected 400"
+
 # Quick models (one epoch on a subset) score 0.89-0.95 on digits and ~0.78 on reviews: the floors only
 # catch a broken pipeline (wrong preprocessing, mixed-up labels), not a weak model.
 "$BIN/python" - "$WORK" <<'EOF'
