@@ -6,6 +6,7 @@ Everything here is pure (no I/O), so both clients build identical requests and r
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -217,3 +218,12 @@ def _parse_model_json(text: str) -> dict:
     except json.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+LENGTH_PREFIX = struct.Struct("<I")
+
+
+def serialize_texts(texts: list[str]) -> bytes:
+    """Triton's raw BYTES layout (KServe V2): a little-endian uint32 length before each UTF-8 string."""
+    encoded = [text.encode("utf-8") for text in texts]
+    return b"".join(LENGTH_PREFIX.pack(len(value)) + value for value in encoded)

@@ -214,7 +214,10 @@ class ClientCore:
         self._no_retry = Retrier.of(None)  # for calls that must not be sent twice
         self._defaults = CallDefaults(timeout=timeout, headers=with_token(headers, token))
         args = channel_options(
-            max_message_bytes=max_message_bytes, load_balancing=load_balancing, options=options
+            max_message_bytes=max_message_bytes,
+            load_balancing=load_balancing,
+            options=options,
+            target=target,
         )
         self._channel = (
             self._transport.secure_channel(target, credentials, options=args)

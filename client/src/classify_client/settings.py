@@ -26,6 +26,14 @@ DEFAULT_RETRY = RetryPolicy()
 # would then sit unused for minutes. Two seconds keeps the wait after a restart short at little cost.
 MAX_RECONNECT_BACKOFF_MS = 2000
 
+# Keep-alive for dns: targets: a ping every 30 s, even between calls, and 10 s for its answer. Classify
+# servers accept pings this often (gRPC's default would refuse more than one per 5 minutes).
+KEEPALIVE = {
+    "grpc.keepalive_time_ms": 30_000,
+    "grpc.keepalive_timeout_ms": 10_000,
+    "grpc.keepalive_permit_without_calls": 1,
+}
+
 ChannelOptions = Sequence[tuple[str, Any]]
 
 
@@ -59,16 +67,26 @@ class CallDefaults:
         return tuple(merged.items()) or None
 
 
+def is_dns_target(target: str) -> bool:
+    """``dns:///name:port`` (or ``dns://resolver/name:port``): a name that may resolve to many replicas."""
+    return target.startswith("dns:")
+
+
 def channel_options(
     *,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     load_balancing: str | None = None,
     options: ChannelOptions = (),
+    target: str = "",
 ) -> list[tuple[str, Any]]:
-    """Channel arguments: large messages both ways, an optional load-balancing policy, then extras.
+    """Channel arguments: large messages both ways, a load-balancing policy, keep-alive, then extras.
 
-    ``load_balancing="round_robin"`` spreads calls over every address a ``dns:///host:port`` target
-    resolves to (several server replicas behind one name); the default picks the first address only.
+    A ``dns:`` target gets ``round_robin`` (calls spread over every address the name resolves to, such as
+    the pods behind a headless Service; gRPC's default picks the first address only) and keep-alive pings
+    (a replica that vanished without closing its connections is noticed in seconds, not minutes).
+    ``load_balancing`` overrides the policy for any target ("pick_first" turns balancing off).
+    The server closes connections past its --max-connection-age-seconds; the channel then reconnects,
+    re-resolving the name, so replicas that joined since get their share.
     """
     merged: dict[str, Any] = {
         "grpc.max_send_message_length": max_message_bytes,
@@ -76,6 +94,9 @@ def channel_options(
         "grpc.initial_reconnect_backoff_ms": 100,
         "grpc.max_reconnect_backoff_ms": MAX_RECONNECT_BACKOFF_MS,
     }
+    if is_dns_target(target):
+        merged["grpc.lb_policy_name"] = "round_robin"
+        merged.update(KEEPALIVE)
     if load_balancing:
         merged["grpc.lb_policy_name"] = load_balancing
     merged.update(dict(options))

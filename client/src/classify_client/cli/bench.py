@@ -4,27 +4,66 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from .common import Connection, FatalError, target_option
 
+# --protocol names: the load generator's own, plus the short forms people type.
+PROTOCOL_ALIASES = {
+    "native": ("native",),
+    "grpc": ("native",),
+    "v2": ("v2",),
+    "http": ("http-binary", "http-json"),
+    "http-binary": ("http-binary",),
+    "http-json": ("http-json",),
+    "all": ("native", "v2", "http-binary", "http-json"),
+}
+PROTOCOL_HELP = (
+    "What carries the load, a comma list run in turn and printed in one table: native (or grpc: "
+    "classify.v1 Classify), v2 (KServe V2 ModelInfer over gRPC), http-binary / http-json (KServe V2 REST "
+    "infer with binary-extension or JSON tensors; http: both), all: every one of them."
+)
 
-def parse_concurrency(text: str) -> list[int]:
+
+def parse_positive_list(text: str, option: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         values = []
     if not values or min(values) < 1:
-        raise click.BadParameter(f"expected positive integers separated by commas, got {text!r}")
+        raise click.BadParameter(
+            f"expected positive integers separated by commas, got {text!r}", param_hint=option
+        )
     return values
+
+
+def parse_concurrency(text: str) -> list[int]:
+    return parse_positive_list(text, "--concurrency")
+
+
+def parse_protocols(text: str) -> list[str]:
+    """``grpc,http`` as the load generator's protocols in the order given, each once."""
+    chosen: list[str] = []
+    for part in (part.strip().lower() for part in text.split(",")):
+        if part not in PROTOCOL_ALIASES:
+            raise click.BadParameter(
+                f"unknown protocol {part!r}; expected a comma list of {', '.join(PROTOCOL_ALIASES)}",
+                param_hint="--protocol",
+            )
+        chosen += [name for name in PROTOCOL_ALIASES[part] if name not in chosen]
+    return chosen
 
 
 @click.command()
 @target_option
 @click.option("--model", required=True, help="Model to load, e.g. mnist-cnn.")
 @click.option(
-    "--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Rows per request."
+    "--batch-size",
+    default="1",
+    show_default=True,
+    help="Rows per request; a comma list (1,128) measures each size in turn.",
 )
 @click.option(
     "--concurrency",
@@ -64,12 +103,11 @@ def parse_concurrency(text: str) -> list[int]:
     "--version", "model_version", type=click.IntRange(min=1), help="Model version (default newest)."
 )
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
+@click.option("--protocol", default="native", show_default=True, help=PROTOCOL_HELP)
 @click.option(
-    "--protocol",
-    type=click.Choice(["native", "v2"]),
-    default="native",
-    show_default=True,
-    help="native classify.v1 Classify, or KServe V2 ModelInfer.",
+    "--http-target",
+    help="The server's HTTP port, HOST:PORT or a URL, for the http protocols; default: --target's host, "
+    "port 8501 (https with --tls-* options).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
 @click.pass_obj
@@ -78,7 +116,7 @@ def bench(
     *,
     target: str,
     model: str,
-    batch_size: int,
+    batch_size: str,
     concurrency: str,
     duration: float,
     request_count: int | None,
@@ -88,6 +126,7 @@ def bench(
     model_version: int | None,
     timeout: float,
     protocol: str,
+    http_target: str | None,
     as_json: bool,
 ) -> None:
     """Measure throughput and latency under load, with the server's own batching figures."""
@@ -99,16 +138,19 @@ def bench(
     from .bench_report import print_table
 
     levels = parse_concurrency(concurrency)
+    sizes = parse_positive_list(batch_size, "--batch-size")
+    protocols = parse_protocols(protocol)
     try:
         with connection.client(target, 10) as client:
             metadata = client.metadata(model, model_version)
     except ClassifyError as exc:
         raise FatalError(describe_for_target(exc, target)) from None
     try:
+        rows = max(*sizes, 256)
         pool = (
-            load.file_inputs(input_path, max(batch_size, 256))
+            load.file_inputs(input_path, rows)
             if input_path
-            else load.generated_inputs(metadata.input.kind, max(batch_size, 256))
+            else load.generated_inputs(metadata.input.kind, rows)
         )
     except ValueError as exc:
         raise FatalError(str(exc)) from None
@@ -118,17 +160,22 @@ def bench(
         )
         for level in levels
     ]
+    http = None
+    if any(name in load.HTTP_PROTOCOLS for name in protocols):
+        from .bench_http import http_endpoint
+
+        http = http_endpoint(target, http_target, connection.tls_files if connection.tls else None)
     results = asyncio.run(
-        load.benchmark(
-            target,
-            model,
-            pool=pool,
-            batch_size=batch_size,
-            specs=specs,
+        run_all(
+            connection,
+            target=target,
+            model=model,
             version=model_version,
-            headers=connection.call_headers(),
-            credentials=connection.credentials(),
-            protocol=protocol,
+            pool=pool,
+            sizes=sizes,
+            specs=specs,
+            protocols=protocols,
+            http=http,
         )
     )
     if as_json:
@@ -136,3 +183,40 @@ def bench(
     else:
         print_table(model, target, results)
     sys.exit(1 if any(r.errors for r in results) else 0)
+
+
+async def run_all(
+    connection: Connection,
+    *,
+    target: str,
+    model: str,
+    version: int | None,
+    pool: Any,
+    sizes: list[int],
+    specs: list[Any],
+    protocols: list[str],
+    http: Any,
+) -> list[Any]:
+    """Every protocol, then every batch size, then every step: one connection per protocol and size."""
+    from . import load_generator as load
+    from .bench_http import BenchSetupError
+
+    results = []
+    for protocol in protocols:
+        for size in sizes:
+            try:
+                results += await load.benchmark(
+                    target,
+                    model,
+                    pool=pool,
+                    batch_size=size,
+                    specs=specs,
+                    version=version,
+                    headers=connection.call_headers(),
+                    credentials=connection.credentials(),
+                    protocol=protocol,
+                    http=http,
+                )
+            except BenchSetupError as exc:
+                raise FatalError(str(exc)) from None
+    return results

@@ -12,6 +12,8 @@ from rich.table import Table
 from .load_generator import StepResult
 
 COLUMNS = (
+    ("protocol", "protocol", "{}"),
+    ("batch_size", "batch", "{}"),
     ("concurrency", "conc", "{}"),
     ("rate", "rate/s", "{}"),
     ("requests_per_second", "req/s", "{:,.0f}"),
@@ -38,9 +40,8 @@ def _cell(value: Any, template: str) -> str:
 def print_table(
     model: str, target: str, results: Sequence[StepResult], console: Console | None = None
 ) -> None:
-    console = console or Console(width=160)
-    batch = results[0].batch_size if results else 0
-    table = Table(title=f"{model} at {target}, {batch} row(s) per request")
+    console = console or Console(width=180)
+    table = Table(title=f"{model} at {target}")
     for _, header, _ in (*COLUMNS, *SERVER_COLUMNS):
         table.add_column(header, justify="right")
     for result in results:
@@ -51,11 +52,36 @@ def print_table(
     console.print(table)
     for result in results:
         if result.errors:
-            console.print(f"concurrency {result.spec.concurrency}: errors {dict(result.errors)}")
+            console.print(
+                f"{result.protocol}, batch {result.batch_size}, concurrency {result.spec.concurrency}: "
+                f"errors {dict(result.errors)}"
+            )
+    for line in ratios_to_native(results):
+        console.print(line)
     console.print(
         "server columns come from GetModelStatistics over each step: executions are model runs; "
         "avg batch = rows per run; tool CPU is this load generator's own cost per answered request"
     )
+
+
+def ratios_to_native(results: Sequence[StepResult]) -> list[str]:
+    """Each other protocol's rows/s as a multiple of native gRPC's at the same batch and concurrency."""
+    native = {
+        (r.batch_size, r.spec.concurrency, r.spec.rate): r.summary()["rows_per_second"]
+        for r in results
+        if r.protocol == "native"
+    }
+    lines = []
+    for result in results:
+        base = native.get((result.batch_size, result.spec.concurrency, result.spec.rate))
+        if result.protocol == "native" or not base:
+            continue
+        ratio = result.summary()["rows_per_second"] / base
+        lines.append(
+            f"{result.protocol} / native rows/s at batch {result.batch_size}, "
+            f"concurrency {result.spec.concurrency}: {ratio:.2f}x"
+        )
+    return lines
 
 
 def as_json(model: str, target: str, results: Sequence[StepResult]) -> str:

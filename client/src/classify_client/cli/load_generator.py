@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import numpy as np
@@ -26,7 +26,14 @@ from ..settings import channel_options
 from ..wire.proto.classify.v1 import classify_pb2, classify_pb2_grpc
 from .inputs import IMAGE, open_input
 
+if TYPE_CHECKING:
+    from .bench_http import HttpEndpoint
+
 CLASSIFY_METHOD = "/classify.v1.Classifier/Classify"
+# What ``classify bench --protocol`` measures: gRPC native Classify, gRPC KServe V2 ModelInfer, and KServe
+# V2 REST infer with the binary tensor extension or with JSON tensors.
+HTTP_PROTOCOLS = ("http-binary", "http-json")
+PROTOCOLS = ("native", "v2", *HTTP_PROTOCOLS)
 DISTINCT_REQUESTS = 64  # payloads cycled through, so the server does not see one request over and over
 GENERATED_WORDS = [
     "film",
@@ -74,6 +81,7 @@ class LoadSpec:
 class StepResult:
     spec: LoadSpec
     batch_size: int
+    protocol: str = "native"
     seconds: float = 0.0
     latencies_ns: list[int] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
@@ -100,6 +108,7 @@ class StepResult:
         )
         seconds = self.seconds or float("nan")
         return {
+            "protocol": self.protocol,
             "concurrency": self.spec.concurrency,
             "rate": self.spec.rate,
             "batch_size": self.batch_size,
@@ -138,6 +147,7 @@ def file_inputs(path: Path, rows: int) -> Inputs:
     return Inputs(texts=[row.text for row in usable])
 
 
+P = TypeVar("P")  # one serialized request: bytes for gRPC, body and headers for HTTP
 Encoder = Callable[[Inputs], bytes]
 
 
@@ -171,7 +181,7 @@ def v2_encoder(
         backend.close()  # the names are read; the encoder needs no connection
 
 
-def serialized_requests(pool: Inputs, batch_size: int, encode: Encoder) -> list[bytes]:
+def serialized_requests(pool: Inputs, batch_size: int, encode: Callable[[Inputs], P]) -> list[P]:
     """DISTINCT_REQUESTS requests of ``batch_size`` rows each, cycling through the pool."""
     total = len(pool)
     payloads = []
@@ -185,23 +195,25 @@ def serialized_requests(pool: Inputs, batch_size: int, encode: Encoder) -> list[
     return payloads
 
 
-class LoadGenerator:
-    """Sends pre-serialized Classify requests over one channel and times them."""
+class LoadLoop:
+    """Closed- and open-loop load over some transport, timed per call, with the server's statistics.
+
+    Subclasses send one pre-serialized payload (``_send``); the statistics always come over gRPC
+    (GetModelStatistics), whatever protocol carries the load: one batcher answers them all.
+    """
 
     def __init__(
         self,
         target: str,
-        payloads: Sequence[bytes],
-        method: str = CLASSIFY_METHOD,
+        payloads: Sequence[Any],
         headers: dict[str, str] | None = None,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._channel = (
-            grpc.aio.secure_channel(target, credentials, options=channel_options())
+            grpc.aio.secure_channel(target, credentials, options=channel_options(target=target))
             if credentials is not None
-            else grpc.aio.insecure_channel(target, options=channel_options())
+            else grpc.aio.insecure_channel(target, options=channel_options(target=target))
         )
-        self._call = self._channel.unary_unary(method)  # bytes in, bytes out: nothing parsed
         self._stats = classify_pb2_grpc.ClassifierStub(self._channel)
         self._payloads = payloads
         self._metadata = tuple((k.lower(), v) for k, v in (headers or {}).items()) or None
@@ -209,11 +221,15 @@ class LoadGenerator:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def run(self, spec: LoadSpec, batch_size: int, model: str) -> StepResult:
+    async def _send(self, payload: Any, timeout: float) -> str | None:
+        """Send one request; None when it succeeded, else the name of what went wrong."""
+        raise NotImplementedError
+
+    async def run(self, spec: LoadSpec, batch_size: int, model: str, protocol: str = "native") -> StepResult:
         if spec.warmup > 0:
             await self._load(replace_duration(spec, spec.warmup), StepResult(spec, batch_size))
         before = await self.server_statistics(model)
-        result = StepResult(spec, batch_size)
+        result = StepResult(spec, batch_size, protocol=protocol)
         started, cpu_started = time.perf_counter(), time.process_time()
         await self._load(spec, result)
         result.seconds = time.perf_counter() - started
@@ -262,11 +278,10 @@ class LoadGenerator:
         if in_flight:
             await asyncio.gather(*in_flight)
 
-    async def _one(self, payload: bytes, timeout: float, start_ns: int, result: StepResult) -> None:
-        try:
-            await self._call(payload, timeout=timeout, metadata=self._metadata)
-        except grpc.aio.AioRpcError as error:
-            result.errors[error.code().name] += 1
+    async def _one(self, payload: Any, timeout: float, start_ns: int, result: StepResult) -> None:
+        error = await self._send(payload, timeout)
+        if error is not None:
+            result.errors[error] += 1
             return
         result.latencies_ns.append(time.perf_counter_ns() - start_ns)
 
@@ -278,6 +293,28 @@ class LoadGenerator:
         except grpc.aio.AioRpcError:
             return None  # an older server, or another protocol: the client figures still stand
         return reply.models[-1] if reply.models else None
+
+
+class LoadGenerator(LoadLoop):
+    """Sends pre-serialized gRPC requests over one channel, through a generic method: nothing parsed."""
+
+    def __init__(
+        self,
+        target: str,
+        payloads: Sequence[bytes],
+        method: str = CLASSIFY_METHOD,
+        headers: dict[str, str] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        super().__init__(target, payloads, headers, credentials)
+        self._call = self._channel.unary_unary(method)  # bytes in, bytes out
+
+    async def _send(self, payload: bytes, timeout: float) -> str | None:
+        try:
+            await self._call(payload, timeout=timeout, metadata=self._metadata)
+        except grpc.aio.AioRpcError as error:
+            return error.code().name
+        return None
 
 
 def replace_duration(spec: LoadSpec, seconds: float) -> LoadSpec:
@@ -319,16 +356,39 @@ async def benchmark(
     headers: dict[str, str] | None = None,
     credentials: grpc.ChannelCredentials | None = None,
     protocol: str = "native",
+    http: HttpEndpoint | None = None,
 ) -> list[StepResult]:
-    """Run each step in turn against one channel and return their results."""
-    method, encode = (
-        v2_encoder(target, model, version, headers, credentials)
-        if protocol == "v2"
-        else native_encoder(model, version)
-    )
-    requests = serialized_requests(pool, batch_size, encode)
-    generator = LoadGenerator(target, requests, method, headers, credentials)
+    """Run each step in turn over one connection of ``protocol`` and return their results.
+
+    ``protocol`` is one of PROTOCOLS; the HTTP ones need ``http``, the server's HTTP address.
+    """
+    generator: LoadLoop
+    if protocol in HTTP_PROTOCOLS:
+        from .bench_http import http_generator  # httpx only when HTTP is measured
+
+        if http is None:
+            raise ValueError(f"protocol {protocol} needs the server's HTTP address")
+        generator = await http_generator(
+            http,
+            target=target,
+            model=model,
+            version=version,
+            pool=pool,
+            batch_size=batch_size,
+            protocol=protocol,
+            headers=headers,
+            credentials=credentials,
+            specs=specs,
+        )
+    else:
+        method, encode = (
+            v2_encoder(target, model, version, headers, credentials)
+            if protocol == "v2"
+            else native_encoder(model, version)
+        )
+        requests = serialized_requests(pool, batch_size, encode)
+        generator = LoadGenerator(target, requests, method, headers, credentials)
     try:
-        return [await generator.run(spec, batch_size, model) for spec in specs]
+        return [await generator.run(spec, batch_size, model, protocol) for spec in specs]
     finally:
         await generator.close()

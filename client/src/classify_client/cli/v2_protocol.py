@@ -12,13 +12,12 @@ give identical rows.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
 
 import grpc
 import numpy as np
 
-from ..conversions import Inputs, predictions_from_arrays
+from ..conversions import Inputs, predictions_from_arrays, serialize_texts
 from ..errors import error_from_rpc
 from ..retry import Deadline, Retrier, RetryingFuture, RetryPolicy
 from ..settings import DEFAULT_RETRY, channel_options
@@ -27,14 +26,7 @@ from ..wire.arrays import top_classes
 from ..wire.proto.inference import grpc_predict_v2_pb2 as pb
 from ..wire.proto.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 
-LENGTH_PREFIX = struct.Struct("<I")
 MODEL_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
-
-
-def serialize_texts(texts: list[str]) -> bytes:
-    """Triton's raw BYTES layout: a little-endian uint32 length before each UTF-8 string."""
-    encoded = [text.encode("utf-8") for text in texts]
-    return b"".join(LENGTH_PREFIX.pack(len(value)) + value for value in encoded)
 
 
 def infer_request(model: str, version: int | None, inputs: Inputs, *, input_name: str, output_name: str):
@@ -79,9 +71,9 @@ class V2Backend:
     ) -> None:
         self._retrier = Retrier.of(retry)
         self._channel = (
-            grpc.secure_channel(target, credentials, options=channel_options())
+            grpc.secure_channel(target, credentials, options=channel_options(target=target))
             if credentials is not None
-            else grpc.insecure_channel(target, options=channel_options())
+            else grpc.insecure_channel(target, options=channel_options(target=target))
         )
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
         self._model = model

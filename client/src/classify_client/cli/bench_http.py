@@ -1,0 +1,203 @@
+"""``classify bench`` over HTTP: KServe V2 REST ``infer`` with binary-extension or JSON tensor bodies.
+
+The same rules as the gRPC load generator (load_generator.py): every request body is built once up
+front, and an answer is checked by its status only, never parsed. httpx on HTTP/1.1 keeps one
+connection per request in flight, as a pool of keep-alive connections.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import grpc
+import httpx
+import numpy as np
+
+from ..conversions import Inputs, serialize_texts
+from .load_generator import LoadLoop, LoadSpec, serialized_requests
+
+DEFAULT_HTTP_PORT = 8501
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+class BenchSetupError(Exception):
+    """The HTTP side cannot be measured (unreachable port, unknown model): one line for the user."""
+
+
+@dataclass(frozen=True)
+class HttpEndpoint:
+    """Where the server's HTTP port is and how to trust it."""
+
+    base_url: str
+    verify: ssl.SSLContext | bool = True
+
+
+@dataclass(frozen=True)
+class HttpPayload:
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TensorNames:
+    input: str
+    output: str
+
+
+def http_endpoint(
+    target: str, http_target: str | None, tls_files: tuple[object, object, object] | None
+) -> HttpEndpoint:
+    """The HTTP base URL: ``http_target`` (HOST:PORT or a URL), else --target's host on port 8501.
+
+    With TLS (``tls_files`` = CA, certificate, key; any may be None) it is https, trusting the same CA
+    and presenting the same client certificate as the gRPC calls: the server has one certificate set.
+    """
+    scheme = "https" if tls_files is not None else "http"
+    if http_target and "://" in http_target:
+        base = http_target.rstrip("/")
+    elif http_target:
+        base = f"{scheme}://{http_target}"
+    else:
+        address = target.removeprefix("dns:///").removeprefix("dns:").removeprefix("ipv4:").split(",")[0]
+        host = urlsplit(f"//{address}").hostname or "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        base = f"{scheme}://{host}:{DEFAULT_HTTP_PORT}"
+    if tls_files is None:
+        return HttpEndpoint(base)
+    ca_file, cert_file, key_file = tls_files
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if cert_file and key_file:
+        context.load_cert_chain(str(cert_file), str(key_file))
+    return HttpEndpoint(base, verify=context)
+
+
+def infer_path(model: str, version: int | None) -> str:
+    return f"/v2/models/{model}" + (f"/versions/{version}" if version else "")
+
+
+async def tensor_names(
+    client: httpx.AsyncClient, model: str, version: int | None, headers: dict[str, str]
+) -> TensorNames:
+    """The model's input and output names, from the protocol's own metadata route."""
+    try:
+        reply = await client.get(infer_path(model, version), headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        raise BenchSetupError(
+            f"cannot reach the HTTP port at {client.base_url}: {exc or type(exc).__name__} "
+            "(--http-target HOST:PORT gives it)"
+        ) from None
+    if reply.status_code != 200:
+        raise BenchSetupError(
+            f"GET {client.base_url}{infer_path(model, version)} answered {reply.status_code}: "
+            f"{reply.text[:200]}"
+        )
+    metadata = reply.json()
+    return TensorNames(metadata["inputs"][0]["name"], metadata["outputs"][0]["name"])
+
+
+def input_tensor(batch: Inputs, name: str) -> tuple[dict[str, object], bytes, list[object]]:
+    """The V2 input tensor of a batch: its description, its raw bytes, and its JSON values."""
+    if batch.images is not None:
+        images = np.ascontiguousarray(batch.images, dtype=np.uint8)
+        header = {"name": name, "shape": list(images.shape), "datatype": "UINT8"}
+        return header, images.tobytes(), images.reshape(-1).tolist()
+    texts = list(batch.texts or [])
+    return {"name": name, "shape": [len(texts)], "datatype": "BYTES"}, serialize_texts(texts), texts
+
+
+def binary_payload(batch: Inputs, names: TensorNames) -> HttpPayload:
+    """JSON header, then the raw tensor; the probabilities come back binary as well (FP32 bytes)."""
+    tensor, raw, _ = input_tensor(batch, names.input)
+    header = json.dumps(
+        {
+            "inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}],
+            "outputs": [{"name": names.output, "parameters": {"binary_data": True}}],
+        },
+        separators=(",", ":"),
+    ).encode()
+    return HttpPayload(
+        header + raw,
+        {HEADER_LENGTH: str(len(header)), "content-type": "application/octet-stream"},
+    )
+
+
+def json_payload(batch: Inputs, names: TensorNames) -> HttpPayload:
+    """Every value as JSON, in and out: what a client without the binary extension sends."""
+    tensor, _, values = input_tensor(batch, names.input)
+    body = json.dumps(
+        {"inputs": [{**tensor, "data": values}], "outputs": [{"name": names.output}]},
+        separators=(",", ":"),
+    ).encode()
+    return HttpPayload(body, {"content-type": "application/json"})
+
+
+class HttpLoadGenerator(LoadLoop):
+    """Posts pre-built KServe V2 REST bodies to one infer route and times them."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        path: str,
+        target: str,
+        payloads: Sequence[HttpPayload],
+        headers: dict[str, str] | None,
+        credentials: grpc.ChannelCredentials | None,
+    ) -> None:
+        super().__init__(target, payloads, headers, credentials)
+        self._http = client
+        self._path = path
+
+    async def close(self) -> None:
+        await self._http.aclose()
+        await super().close()
+
+    async def _send(self, payload: HttpPayload, timeout: float) -> str | None:
+        try:
+            reply = await self._http.post(
+                self._path, content=payload.body, headers=payload.headers, timeout=timeout
+            )
+        except httpx.TimeoutException:
+            return "DEADLINE_EXCEEDED"
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+        return None if reply.status_code == 200 else f"HTTP_{reply.status_code}"
+
+
+async def http_generator(
+    http: HttpEndpoint,
+    *,
+    target: str,
+    model: str,
+    version: int | None,
+    pool: Inputs,
+    batch_size: int,
+    protocol: str,
+    headers: dict[str, str] | None,
+    credentials: grpc.ChannelCredentials | None,
+    specs: Sequence[LoadSpec],
+) -> HttpLoadGenerator:
+    """A generator for ``http-binary`` or ``http-json``, with one keep-alive connection per request in
+    flight at the largest concurrency of ``specs``."""
+    most = max(spec.concurrency for spec in specs)
+    client = httpx.AsyncClient(
+        base_url=http.base_url,
+        headers=headers or {},
+        verify=http.verify,
+        limits=httpx.Limits(max_connections=most, max_keepalive_connections=most),
+    )
+    try:
+        names = await tensor_names(client, model, version, {})
+    except BaseException:
+        await client.aclose()
+        raise
+    encode = binary_payload if protocol == "http-binary" else json_payload
+    payloads = serialized_requests(pool, batch_size, lambda batch: encode(batch, names))
+    path = infer_path(model, version) + "/infer"
+    return HttpLoadGenerator(
+        client, path=path, target=target, payloads=payloads, headers=headers, credentials=credentials
+    )
