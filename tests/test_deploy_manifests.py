@@ -17,7 +17,8 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 K8S = REPO_ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.37.0"  # the newest schema set kubernetes-validate 1.37.0 bundles
-MANIFESTS = sorted(K8S.rglob("*.yaml"))
+PATCHES = K8S / "patches"  # strategic merge patches for `kubectl patch`, not objects of their own
+MANIFESTS = sorted(path for path in K8S.rglob("*.yaml") if PATCHES not in path.parents)
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -96,6 +97,50 @@ def test_the_headless_service_selects_every_variant_and_exposes_its_ports() -> N
         assert selector <= deployment["spec"]["template"]["metadata"]["labels"].items(), variant
         container_ports = {port["name"] for port in server_container(deployment)["ports"]}
         assert {port["targetPort"] for port in service["spec"]["ports"]} <= container_ports
+
+
+def strategic_merge(base: Any, patch: Any) -> Any:
+    """kubectl's strategic merge for what the patches use: maps merge, null deletes a key, and lists of
+    named items (containers) merge item by item on their name."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = dict(base)
+        for key, value in patch.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = strategic_merge(base.get(key), value)
+        return merged
+    if isinstance(base, list) and isinstance(patch, list) and all("name" in item for item in patch):
+        by_name = {item["name"]: item for item in patch}
+        return [strategic_merge(item, by_name.pop(item["name"], {})) for item in base] + list(
+            by_name.values()
+        )
+    return patch
+
+
+@pytest.mark.parametrize("variant", [".", "gpu"])
+def test_the_http_probe_patch_gives_valid_probes_on_the_http_port(variant: str) -> None:
+    patch = yaml.safe_load((PATCHES / "http-probes.yaml").read_text())
+    patched = strategic_merge(DEPLOYMENTS[variant], patch)
+    kubernetes_validate.validate(patched, KUBERNETES_VERSION, strict=True)
+    container = server_container(patched)
+    http_port = {port["name"]: port["containerPort"] for port in container["ports"]}["http"]
+    assert http_port == 8501
+    paths = {}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        handlers = {"grpc", "httpGet", "exec", "tcpSocket"} & set(container[probe])
+        assert handlers == {"httpGet"}, (probe, handlers)  # a probe with two handlers is refused
+        assert container[probe]["httpGet"]["port"] == "http"
+        paths[probe] = container[probe]["httpGet"]["path"]
+    assert paths == {
+        "startupProbe": "/v2/health/ready",
+        "readinessProbe": "/v2/health/ready",
+        "livenessProbe": "/v2/health/live",
+    }
+    service = objects()[(".", "Service", "classify-server")]
+    assert {"name": "http", "port": 8501, "targetPort": "http", "appProtocol": "http"} in service["spec"][
+        "ports"
+    ]
 
 
 def test_the_autoscaler_targets_the_cpu_deployment() -> None:
