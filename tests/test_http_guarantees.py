@@ -3,6 +3,7 @@ ids, metrics per protocol, JSON failure logs; and hostile input gets a clear 4xx
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -25,7 +26,8 @@ def http(server):
 
 @pytest.fixture(scope="module")
 def guarded(quick_repository, tmp_path_factory):
-    """A server with tokens, small limits, a 1 s body timeout, one request at a time and JSON logs."""
+    """A server with tokens, small limits, 1 s header and body timeouts, one request at a time and JSON
+    logs."""
     from conftest import launch_server
 
     started = launch_server(
@@ -35,6 +37,7 @@ def guarded(quick_repository, tmp_path_factory):
         "--max-request-rows", "2",
         "--max-message-bytes", str(64 * 1024),
         "--http-body-timeout-seconds", "1",
+        "--http-header-timeout-seconds", "1",
         "--max-concurrent-requests", "1",
         "--log-format", "json",
     )  # fmt: skip
@@ -192,3 +195,73 @@ def test_a_slow_body_times_out_and_holds_the_only_slot_until_then(guarded) -> No
         for line in failures
     )
     assert any(line["code"] == "RESOURCE_EXHAUSTED" for line in failures)
+
+
+def read_until_closed(sock: socket.socket, *, trickle: bytes = b"", every: float = 0.2) -> bytes:
+    """Everything the server sends until it closes, sending ``trickle`` every ``every`` s meanwhile
+    (a slow-loris client: one more header line now and then, never the blank line that ends them)."""
+    sock.settimeout(every)
+    received = b""
+    give_up = time.monotonic() + 15  # a server that never closes fails the assertions, not the run
+    while time.monotonic() < give_up:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            if trickle:
+                with contextlib.suppress(OSError):  # closed under us: what is left to read says why
+                    sock.sendall(trickle)
+            continue
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+@pytest.mark.parametrize(
+    "opening",
+    [b"", b"GET /v2/health/live HTTP/1.1\r\nHost: test\r\n"],
+    ids=["silent-connection", "headers-never-end"],
+)
+def test_slow_headers_are_answered_408_and_closed_without_taking_the_slot(guarded, opening) -> None:
+    address = urlsplit(guarded.http_url())
+    started = time.monotonic()
+    with socket.create_connection((address.hostname, address.port), timeout=10) as slow:
+        slow.sendall(opening)
+        time.sleep(0.3)
+        # --max-concurrent-requests 1: a connection still sending its headers holds no request slot.
+        other = httpx.get(
+            f"{guarded.http_url()}/v2/models/{IMAGE_MODEL}", headers={"authorization": f"Bearer {TOKEN}"}
+        )
+        assert other.status_code == 200
+        answer = read_until_closed(slow, trickle=b"X-Slow: 1\r\n" if opening else b"")
+    closed_after = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"--http-header-timeout-seconds" in answer and b"DEADLINE_EXCEEDED" in answer
+    assert closed_after < 5  # the 1 s header deadline, not the client's patience, ended it
+    assert "request headers did not arrive within 1 s" in guarded.log()
+
+
+def test_a_kept_alive_connection_gets_the_same_header_deadline_for_its_next_request(guarded) -> None:
+    address = urlsplit(guarded.http_url())
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: test\r\n\r\n")
+        time.sleep(0.3)
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: te")  # and nothing more
+        answer = read_until_closed(sock)
+    first, _, rest = answer.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert b"HTTP/1.1 408" in rest
+
+
+def test_a_head_that_grows_past_h11s_limit_is_a_400(guarded) -> None:
+    address = urlsplit(guarded.http_url())
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: test\r\nX-Big: ")
+        with contextlib.suppress(OSError):  # refused (and closed) before the megabyte is all sent
+            for _ in range(64):
+                sock.sendall(b"a" * 16_384)
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"Invalid HTTP request" in answer

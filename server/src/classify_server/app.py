@@ -45,6 +45,26 @@ def batching_policy(settings: ServerSettings) -> BatchingPolicy:
     )
 
 
+# Clients keep a connection alive with a ping every 30 s (classify_client.settings.KEEPALIVE): allowed here
+# even between calls, where gRPC's default (one ping per 5 min) would answer GOAWAY "too_many_pings".
+MIN_CLIENT_PING_INTERVAL_MS = 10_000
+
+
+def connection_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    """gRPC server arguments for connection lifetime: an age after which clients reconnect (and so
+    re-resolve DNS and reach replicas that joined since), and the keep-alive pings clients may send."""
+    options = [
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+    ]
+    if settings.max_connection_age_seconds > 0:
+        options += [
+            ("grpc.max_connection_age_ms", round(settings.max_connection_age_seconds * 1000)),
+            ("grpc.max_connection_age_grace_ms", round(settings.max_connection_age_grace_seconds * 1000)),
+        ]
+    return options
+
+
 class ClassifyServer:
     """Every service on one port. ``load_runner`` replaces the SavedModel loader (in-process tests)."""
 
@@ -73,6 +93,7 @@ class ClassifyServer:
                 # gRPC shares a busy port with SO_REUSEPORT by default: a second server would silently
                 # split traffic with the first instead of failing to start.
                 ("grpc.so_reuseport", 0),
+                *connection_options(settings),
             ],
         )
         self.concurrency = ConcurrencyLimit(settings.max_concurrent_requests)
@@ -127,6 +148,7 @@ class ClassifyServer:
             cert_file=settings.tls_cert_file,
             key_file=settings.tls_key_file,
             client_ca_file=settings.tls_client_ca_file,
+            header_timeout=settings.http_header_timeout_seconds,
         )
 
     def _publish_model_health(self, state: ModelState) -> None:

@@ -61,6 +61,7 @@ _POLL_SECONDS = 0.02
 class LaunchOptions(TypedDict, total=False):
     """The keyword options of ``ServerLauncher``, for ``running_server``."""
 
+    host: str
     port: int | None
     metrics_port: int | None
     http_port: int | None
@@ -108,7 +109,8 @@ class ServerLauncher:
     """One ``classify-server`` process on loopback; ``start`` again after a stop keeps the same port.
 
     ``args`` are further classify-server flags (TLS files, ``--auth-tokens-file``, ``--config-file``,
-    batching settings...); it listens on loopback, the server's default ``--host``.
+    batching settings...); it listens on ``host``, loopback by default (another 127.0.0.x address lets
+    several servers share one port, as replicas behind one DNS name do).
     ``metrics_port`` None leaves the flag out (the server's default); the default 0 picks a free port,
     so several servers run side by side; ``http_port`` is the same for the HTTP/JSON APIs, but left out
     by default (the server's 8501): pass 0 to run several side by side, -1 to turn HTTP off. With
@@ -122,6 +124,7 @@ class ServerLauncher:
         self,
         model_repository: Path | str | None,
         *args: str,
+        host: str = LOOPBACK,
         port: int | None = None,
         metrics_port: int | None = 0,
         http_port: int | None = None,
@@ -133,7 +136,8 @@ class ServerLauncher:
     ) -> None:
         self.repository = Path(model_repository) if model_repository is not None else None
         self.args = args
-        self.port = port or free_port(LOOPBACK)
+        self.host = host
+        self.port = port or free_port(host)
         self.metrics_port = metrics_port
         self.http_port = http_port
         self.log_dir = log_dir
@@ -152,17 +156,23 @@ class ServerLauncher:
 
     @property
     def target(self) -> str:
-        return f"{LOOPBACK}:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def log_path(self) -> Path | None:
-        return self.log_dir / f"server-{self.port}.log" if self.log_dir is not None else None
+        if self.log_dir is None:
+            return None
+        # Servers sharing a port on different loopback addresses keep logs apart.
+        name = f"server-{self.port}.log" if self.host == LOOPBACK else f"server-{self.host}-{self.port}.log"
+        return self.log_dir / name
 
     def command(self) -> list[str]:
         command = [str(self.executable)]
         if self.repository is not None:
             command += ["--model-repository", str(self.repository)]
-        command += ["--port", str(self.port)]  # on --host, whose default is loopback
+        if self.host != LOOPBACK:  # the server's default --host
+            command += ["--host", self.host]
+        command += ["--port", str(self.port)]
         if self.metrics_port is not None:
             command += ["--metrics-port", str(self.metrics_port)]
         if self.http_port is not None:

@@ -83,6 +83,26 @@ class ServerSettings(BaseSettings):
         description="Longest an HTTP request body may take to arrive in full; a slower one is answered 408 "
         "and its connection closed (a slow-body client cannot hold a request slot for long)",
     )
+    http_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Longest the head of an HTTP request (request line and headers) may take to arrive, "
+        "from the connection opening or its first byte after a keep-alive pause; a slower one is answered "
+        "408 and closed (slow-loris clients cannot hold connections open)",
+    )
+    max_connection_age_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="gRPC connections older than this are asked to close (GOAWAY) once their calls end "
+        "(within --max-connection-age-grace-seconds), so long-lived clients re-resolve DNS and spread over "
+        "replicas that joined since; 0: connections live forever",
+    )
+    max_connection_age_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How long calls in progress on an aged gRPC connection may still take before it is "
+        "closed under them",
+    )
     tls_cert_file: Path | None = Field(
         None, description="PEM certificate (chain) of the server; with --tls-key-file turns TLS on"
     )

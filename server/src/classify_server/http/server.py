@@ -18,6 +18,8 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from classify_server.http.header_timeout import protocol_with_header_timeout
+
 log = logging.getLogger(__name__)
 
 
@@ -67,6 +69,7 @@ class HttpServer:
         cert_file: Path | None = None,
         key_file: Path | None = None,
         client_ca_file: Path | None = None,
+        header_timeout: float = 10.0,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -82,6 +85,7 @@ class HttpServer:
             log_config=None,  # the server's own logging set-up (plain or JSON) applies to uvicorn's loggers
             access_log=False,  # successful requests are never logged; failures are, by the error mapping
             server_header=False,
+            http=protocol_with_header_timeout(header_timeout),  # uvicorn's h11 + a deadline on headers
             **tls,
         )
         self._server = _InLoopServer(self._config)
