@@ -58,10 +58,10 @@ def connection_options(settings: ServerSettings) -> list[tuple[str, int]]:
         ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
     ]
     if settings.max_connection_age_seconds > 0:
-        options += [
-            ("grpc.max_connection_age_ms", round(settings.max_connection_age_seconds * 1000)),
-            ("grpc.max_connection_age_grace_ms", round(settings.max_connection_age_grace_seconds * 1000)),
-        ]
+        options.append(("grpc.max_connection_age_ms", round(settings.max_connection_age_seconds * 1000)))
+        grace = settings.max_connection_age_grace_seconds
+        if grace is not None:  # gRPC's default grace is unbounded
+            options.append(("grpc.max_connection_age_grace_ms", round(grace * 1000)))
     return options
 
 

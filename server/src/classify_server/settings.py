@@ -97,11 +97,12 @@ class ServerSettings(BaseSettings):
         "(within --max-connection-age-grace-seconds), so long-lived clients re-resolve DNS and spread over "
         "replicas that joined since; 0: connections live forever",
     )
-    max_connection_age_grace_seconds: float = Field(
-        30.0,
+    max_connection_age_grace_seconds: float | None = Field(
+        None,
         ge=0,
         description="How long calls in progress on an aged gRPC connection may still take before it is "
-        "closed under them",
+        "closed under them; unset: as long as they need (a long ClassifyStream is never cut, while new "
+        "calls already use a new connection)",
     )
     tls_cert_file: Path | None = Field(
         None, description="PEM certificate (chain) of the server; with --tls-key-file turns TLS on"
