@@ -199,24 +199,26 @@ async def run_all(
 ) -> list[Any]:
     """Every protocol, then every batch size, then every step: one connection per protocol and size."""
     from . import load_generator as load
-    from .bench_http import BenchSetupError
 
     results = []
     for protocol in protocols:
         for size in sizes:
-            try:
-                results += await load.benchmark(
-                    target,
-                    model,
-                    pool=pool,
-                    batch_size=size,
-                    specs=specs,
-                    version=version,
-                    headers=connection.call_headers(),
-                    credentials=connection.credentials(),
-                    protocol=protocol,
-                    http=http,
-                )
-            except BenchSetupError as exc:
-                raise FatalError(str(exc)) from None
+            common = {
+                "model": model,
+                "pool": pool,
+                "batch_size": size,
+                "specs": specs,
+                "version": version,
+                "headers": connection.call_headers(),
+                "credentials": connection.credentials(),
+            }
+            if protocol in load.HTTP_PROTOCOLS:
+                from .bench_http import BenchSetupError, http_benchmark  # httpx only when HTTP is measured
+
+                try:
+                    results += await http_benchmark(http, target=target, protocol=protocol, **common)
+                except BenchSetupError as exc:
+                    raise FatalError(str(exc)) from None
+            else:
+                results += await load.benchmark(target, protocol=protocol, **common)
     return results

@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 
 from ..conversions import Inputs, serialize_texts
-from .load_generator import LoadLoop, LoadSpec, serialized_requests
+from .load_generator import LoadLoop, LoadSpec, StepResult, run_steps, serialized_requests
 
 DEFAULT_HTTP_PORT = 8501
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -201,3 +201,33 @@ async def http_generator(
     return HttpLoadGenerator(
         client, path=path, target=target, payloads=payloads, headers=headers, credentials=credentials
     )
+
+
+async def http_benchmark(
+    http: HttpEndpoint,
+    *,
+    target: str,
+    model: str,
+    version: int | None,
+    pool: Inputs,
+    batch_size: int,
+    protocol: str,
+    headers: dict[str, str] | None,
+    credentials: grpc.ChannelCredentials | None,
+    specs: Sequence[LoadSpec],
+) -> list[StepResult]:
+    """Run each step in turn over one pool of HTTP connections, as ``load_generator.benchmark`` over
+    one gRPC channel."""
+    generator = await http_generator(
+        http,
+        target=target,
+        model=model,
+        version=version,
+        pool=pool,
+        batch_size=batch_size,
+        protocol=protocol,
+        headers=headers,
+        credentials=credentials,
+        specs=specs,
+    )
+    return await run_steps(generator, specs, batch_size, model, protocol)

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -25,9 +25,6 @@ from ..conversions import Inputs, classify_request
 from ..settings import channel_options
 from ..wire.proto.classify.v1 import classify_pb2, classify_pb2_grpc
 from .inputs import IMAGE, open_input
-
-if TYPE_CHECKING:
-    from .bench_http import HttpEndpoint
 
 CLASSIFY_METHOD = "/classify.v1.Classifier/Classify"
 # What ``classify bench --protocol`` measures: gRPC native Classify, gRPC KServe V2 ModelInfer, and KServe
@@ -345,6 +342,16 @@ def statistics_delta(
     }
 
 
+async def run_steps(
+    generator: LoadLoop, specs: Sequence[LoadSpec], batch_size: int, model: str, protocol: str
+) -> list[StepResult]:
+    """Each step in turn over one generator, which is closed afterwards."""
+    try:
+        return [await generator.run(spec, batch_size, model, protocol) for spec in specs]
+    finally:
+        await generator.close()
+
+
 async def benchmark(
     target: str,
     model: str,
@@ -356,39 +363,13 @@ async def benchmark(
     headers: dict[str, str] | None = None,
     credentials: grpc.ChannelCredentials | None = None,
     protocol: str = "native",
-    http: HttpEndpoint | None = None,
 ) -> list[StepResult]:
-    """Run each step in turn over one connection of ``protocol`` and return their results.
-
-    ``protocol`` is one of PROTOCOLS; the HTTP ones need ``http``, the server's HTTP address.
-    """
-    generator: LoadLoop
-    if protocol in HTTP_PROTOCOLS:
-        from .bench_http import http_generator  # httpx only when HTTP is measured
-
-        if http is None:
-            raise ValueError(f"protocol {protocol} needs the server's HTTP address")
-        generator = await http_generator(
-            http,
-            target=target,
-            model=model,
-            version=version,
-            pool=pool,
-            batch_size=batch_size,
-            protocol=protocol,
-            headers=headers,
-            credentials=credentials,
-            specs=specs,
-        )
-    else:
-        method, encode = (
-            v2_encoder(target, model, version, headers, credentials)
-            if protocol == "v2"
-            else native_encoder(model, version)
-        )
-        requests = serialized_requests(pool, batch_size, encode)
-        generator = LoadGenerator(target, requests, method, headers, credentials)
-    try:
-        return [await generator.run(spec, batch_size, model, protocol) for spec in specs]
-    finally:
-        await generator.close()
+    """Run each step in turn over one gRPC channel (``native`` or ``v2``; HTTP: bench_http)."""
+    method, encode = (
+        v2_encoder(target, model, version, headers, credentials)
+        if protocol == "v2"
+        else native_encoder(model, version)
+    )
+    requests = serialized_requests(pool, batch_size, encode)
+    generator = LoadGenerator(target, requests, method, headers, credentials)
+    return await run_steps(generator, specs, batch_size, model, protocol)
