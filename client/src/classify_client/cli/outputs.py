@@ -87,7 +87,12 @@ def open_writer(
     if kind == "parquet":
         from .parquet_output import open_parquet_writer
 
-        with open_parquet_writer(Path(path), append=append, id_columns=id_columns) as writer:
+        def journal_writer(stream: IO[str]) -> RowWriter:
+            return JsonlRowWriter(stream, id_columns=id_columns, precise=True)
+
+        with open_parquet_writer(
+            Path(path), append=append, id_columns=id_columns, journal_writer=journal_writer
+        ) as writer:
             yield writer
         return
     with Path(path).open("a" if append else "w", encoding="utf-8", newline="") as stream:

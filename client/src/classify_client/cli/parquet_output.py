@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .inputs import import_parquet
-from .outputs import COLUMNS, JsonlRowWriter, RowWriter
 
 # Rows a Parquet row group holds when the journal is converted: bounded memory for any job size.
 CHUNK_ROWS = 65_536
@@ -45,11 +44,15 @@ def result_schema(id_types: dict[str, Any]) -> Any:
 
 
 @contextmanager
-def open_parquet_writer(path: Path, *, append: bool, id_columns: tuple[str, ...]) -> Iterator[RowWriter]:
+def open_parquet_writer(
+    path: Path, *, append: bool, id_columns: tuple[str, ...], journal_writer: Callable[[IO[str]], Any]
+) -> Iterator[Any]:
+    """The writer ``journal_writer`` makes over the journal (outputs.py's JSON lines writer); the
+    Parquet file once the block ends without an exception."""
     import_parquet()  # before any row is scored: a missing extra is a whole-job error
     journal = journal_path(path)
     with journal.open("a" if append else "w", encoding="utf-8") as stream:
-        yield JsonlRowWriter(stream, id_columns=id_columns, precise=True)
+        yield journal_writer(stream)
     # Reached only when the job ended normally; a failed job keeps its journal for --resume.
     journal_to_parquet(journal, path, id_columns)
     journal.unlink()
@@ -103,11 +106,11 @@ def journal_to_parquet(journal: Path, path: Path, id_columns: tuple[str, ...]) -
     os.replace(partial, path)  # a reader never sees a half-written Parquet file
 
 
-def parquet_to_journal(path: Path, journal: Path) -> None:
+def parquet_to_journal(path: Path, journal: Path, columns: tuple[str, ...]) -> None:
     """Rewrite a finished Parquet output as a journal, so that a resumed job can append to it."""
     parquet = import_parquet()
     table = parquet.read_table(path)
-    missing = [name for name in COLUMNS if name not in table.column_names]
+    missing = [name for name in columns if name not in table.column_names]
     if missing:
         raise ValueError(f"{path}: not an output of classify score (no column {missing[0]!r})")
     with journal.open("w", encoding="utf-8") as stream:

@@ -40,7 +40,7 @@ def resume_output(path: Path, labels: list[str], id_columns: tuple[str, ...] = (
         if not journal.is_file():
             if not path.is_file():
                 return None
-            parquet_to_journal(path, journal)
+            parquet_to_journal(path, journal, COLUMNS)
         path, kind = journal, "jsonl"
     if not path.is_file():
         return None
