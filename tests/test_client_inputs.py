@@ -272,7 +272,9 @@ def test_unknown_and_missing_inputs(tmp_path: Path) -> None:
     # A CSV without the columns scoring needs says which columns it has and which were expected.
     table = tmp_path / "data.csv"
     table.write_text("a,b\n1,2\n")
-    with pytest.raises(FormatError, match=r"expected a 'text' column.*pixel0..pixel783; the columns are a, b"):
+    with pytest.raises(
+        FormatError, match=r"expected a 'text' column.*pixel0..pixel783; the columns are a, b"
+    ):
         open_input(table)
 
 
