@@ -56,10 +56,12 @@ def digits_parquet(validation_files: Path, tmp_path_factory: pytest.TempPathFact
     return path
 
 
-def local_rows(server: ServerProcess, source: Path, model: str, id_column: str, output: Path) -> list[dict]:
+def local_rows(
+    server: ServerProcess, source: Path, model: str, id_column: str, output: Path, *extra: str
+) -> list[dict]:
     run_cli(
         "classify", "score", "--target", server.target, "--model", model, "--input", source,
-        "--output", output, "--id-column", id_column, timeout=300,
+        "--output", output, "--id-column", id_column, *extra, timeout=300,
     )  # fmt: skip
     return pq.read_table(output).to_pylist()
 
@@ -67,7 +69,7 @@ def local_rows(server: ServerProcess, source: Path, model: str, id_column: str, 
 def test_predictor_on_parquet_digits_gives_the_local_engines_rows(
     server: ServerProcess, ray_cluster: str, digits_parquet: Path, tmp_path: Path
 ) -> None:
-    local = local_rows(server, digits_parquet, "mnist-cnn", "id", tmp_path / "local.parquet")
+    local = local_rows(server, digits_parquet, "mnist-cnn", "id", tmp_path / "local.parquet", "--top-k", "3")
     dataset = ray.data.read_parquet(str(digits_parquet))
     scored = dataset.map_batches(
         ClassifyPredictor,
@@ -81,6 +83,11 @@ def test_predictor_on_parquet_digits_gives_the_local_engines_rows(
     np.testing.assert_allclose([r["score"] for r in scored], [r["score"] for r in local], rtol=1e-5)
     assert all(row["error"] is None for row in scored)
     assert [list(row["top_k_labels"]) for row in scored] == [[c["label"] for c in r["top_k"]] for r in local]
+    np.testing.assert_allclose(
+        np.stack([row["top_k_scores"] for row in scored]),
+        [[c["score"] for c in r["top_k"]] for r in local],
+        rtol=1e-5,
+    )
     accuracy = np.mean([row["correct"] for row in scored])
     assert accuracy == pytest.approx(np.mean([row["correct"] for row in local]))
     assert accuracy > 0.8

@@ -37,9 +37,10 @@ BUSY_FIRST_PAUSE = 0.2
 class ClassifyPredictor:
     """Scores Ray Data batches (dicts of numpy arrays) with a model of a Classify server.
 
-    ``target`` is the server (``host:port``, or ``dns:///classify-headless:8500`` to spread over every
-    replica); the model version is pinned when the actor starts, so every actor scores with the same
-    one. ``keep`` limits the input columns returned beside the results (None keeps them all).
+    ``target`` is the server (``host:port``, or ``dns:///classify-server:8500``, a headless Service, to
+    spread calls round-robin over every replica); the model version is pinned when the actor starts, so
+    every actor scores with the same one. ``keep`` limits the input columns returned beside the results
+    (None keeps them all).
     """
 
     def __init__(
@@ -58,8 +59,11 @@ class ClassifyPredictor:
         timeout: float | None = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = DEFAULT_RETRY,
         headers: Mapping[str, str] | None = None,
+        load_balancing: str | None = None,
     ) -> None:
-        self._client = Client(target, timeout=timeout, headers=headers, retry=retry)
+        # A dns:/// name (a headless Service) resolves to every replica: spread calls over all of them.
+        balancing = load_balancing or ("round_robin" if target.startswith("dns:") else None)
+        self._client = Client(target, timeout=timeout, headers=headers, retry=retry, load_balancing=balancing)
         metadata = self._client.metadata(model, version=version)
         self._model = model
         self._version = metadata.version

@@ -147,7 +147,18 @@ def score(
         text=text_column, image=image_column, label=label_column, pixel_prefix=pixel_prefix, ids=id_columns
     )
     if engine == "ray":
+        from .score_job import write_summary_json
         from .score_ray import RayScoreOptions, run_ray_score
+
+        for given, name in (
+            (labels_path, "--labels"),
+            (resume, "--resume"),
+            (protocol == "v2", "--protocol v2"),
+        ):
+            if given:
+                raise click.UsageError(
+                    f"{name} works with --engine local only (a Ray job reads labels from a label column)"
+                )
 
         ray_options = RayScoreOptions(
             target=target,
@@ -169,6 +180,11 @@ def score(
             ray_summary = run_ray_score(ray_options)
         except JobError as exc:
             raise FatalError(str(exc)) from None
+        if summary_json is not None:
+            try:
+                write_summary_json(summary_json, ray_summary)
+            except JobError as exc:
+                raise FatalError(str(exc)) from None
         for line in summary_lines(ray_summary):
             click.echo(line)
         sys.exit(1 if ray_summary.failed else 0)
