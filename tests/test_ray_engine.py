@@ -145,7 +145,7 @@ def test_a_server_restart_mid_ray_job_loses_no_row(
     restarted = private_server(repository)
     restarted.wait_serving()
     images = read_idx(validation_files / "validation-images-idx3-ubyte.gz")
-    rows = 3 * len(images)  # small calls, many of them: the job is still running when the server dies
+    rows = 2 * len(images)  # small calls, many of them: the job is still running when the server dies
     dataset = ray.data.from_items([{"id": i, "image": images[i % len(images)]} for i in range(rows)])
     retry = RetryPolicy(max_attempts=100, max_backoff=1.0)
     scored_batches = dataset.map_batches(
@@ -163,7 +163,8 @@ def test_a_server_restart_mid_ray_job_loses_no_row(
     restarted.wait_serving()
     received.extend(stream)
     ids = np.concatenate([batch["id"] for batch in received])
-    errors = [e for batch in received for e in batch["error"] if e is not None]
+    # A column of None only comes back from Arrow as NaN floats: an error is a string.
+    errors = [e for batch in received for e in batch["error"] if isinstance(e, str)]
     assert ids.tolist() == list(range(rows))  # every row once, in order
     assert errors == []
     assert classify_calls(restarted) > 0  # the restarted server answered part of the job

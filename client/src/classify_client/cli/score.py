@@ -147,19 +147,11 @@ def score(
         text=text_column, image=image_column, label=label_column, pixel_prefix=pixel_prefix, ids=id_columns
     )
     if engine == "ray":
-        from .score_job import write_summary_json
         from .score_ray import RayScoreOptions, run_ray_score
 
-        for given, name in (
-            (labels_path, "--labels"),
-            (resume, "--resume"),
-            (protocol == "v2", "--protocol v2"),
-        ):
-            if given:
-                raise click.UsageError(
-                    f"{name} works with --engine local only (a Ray job reads labels from a label column)"
-                )
-
+        refuse_local_only(
+            labels=labels_path, resume=resume, v2=protocol == "v2", tls=connection.credentials()
+        )
         ray_options = RayScoreOptions(
             target=target,
             model=model,
@@ -167,6 +159,7 @@ def score(
             output=output_path,
             address=ray_address,
             columns=columns,
+            summary_json=summary_json,
             top_k=top_k,
             batch_size=batch_size,
             concurrency=in_flight,
@@ -180,11 +173,6 @@ def score(
             ray_summary = run_ray_score(ray_options)
         except JobError as exc:
             raise FatalError(str(exc)) from None
-        if summary_json is not None:
-            try:
-                write_summary_json(summary_json, ray_summary)
-            except JobError as exc:
-                raise FatalError(str(exc)) from None
         for line in summary_lines(ray_summary):
             click.echo(line)
         sys.exit(1 if ray_summary.failed else 0)
@@ -220,3 +208,12 @@ def score(
     for line in summary_lines(summary):
         click.echo(line)
     sys.exit(1 if summary.failed else 0)
+
+
+def refuse_local_only(*, labels: Path | None, resume: bool, v2: bool, tls: object) -> None:
+    """Options the Ray engine does not have: a usage error rather than an option silently ignored."""
+    given = {"--labels (a Ray job reads a label column)": labels, "--resume": resume, "--protocol v2": v2}
+    given["TLS options"] = tls is not None
+    for name, value in given.items():
+        if value:
+            raise click.UsageError(f"{name} works with --engine local only")

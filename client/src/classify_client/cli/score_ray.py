@@ -20,7 +20,7 @@ from ..retry import RetryPolicy
 from ..types import ModelMetadata
 from .inputs import IMAGE_SUFFIXES, TableColumns, import_parquet
 from .report import ScoreSummary
-from .score_job import JobError
+from .score_job import JobError, write_summary_json
 from .scoring import Tally
 
 RAY_MISSING = "--engine ray needs Ray Data: pip install 'classify-client[ray]'"
@@ -37,6 +37,7 @@ class RayScoreOptions:
     output: Path  # a folder
     address: str | None = None
     columns: TableColumns = field(default_factory=TableColumns)
+    summary_json: Path | None = None
     top_k: int = 1
     batch_size: int = 256
     concurrency: int = 4
@@ -78,8 +79,11 @@ def read_dataset(ray: Any, files: list[str], reader: str) -> Any:
     if reader == "parquet":
         return ray.data.read_parquet(files)
     if reader == "csv":
-        return ray.data.read_csv(files)
-    return ray.data.read_images(files, mode="L", include_paths=True)
+        from pyarrow import csv
+
+        # Quoted fields may hold line breaks (reviews do); pyarrow assumes they do not unless told.
+        return ray.data.read_csv(files, parse_options=csv.ParseOptions(newlines_in_values=True))
+    return ray.data.read_images(files, mode="L", size=(28, 28), include_paths=True)
 
 
 def check_model(options: RayScoreOptions) -> ModelMetadata:
@@ -138,7 +142,10 @@ def run_ray_score(options: RayScoreOptions) -> ScoreSummary:
     finally:
         if started_here:
             ray.shutdown()
-    return summarize(options, metadata, seconds)
+    summary = summarize(options, metadata, seconds)
+    if options.summary_json is not None:
+        write_summary_json(options.summary_json, summary)
+    return summary
 
 
 def summarize(options: RayScoreOptions, metadata: ModelMetadata, seconds: float) -> ScoreSummary:
