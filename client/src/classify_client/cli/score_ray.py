@@ -18,7 +18,7 @@ from ..client import Client
 from ..errors import ClassifyError, describe_for_target
 from ..retry import RetryPolicy
 from ..types import ModelMetadata
-from .inputs import IMAGE_SUFFIXES, TableColumns, import_parquet
+from .inputs import IMAGE_SUFFIXES, MissingDependencyError, TableColumns, import_parquet
 from .report import ScoreSummary
 from .score_job import JobError, write_summary_json
 from .scoring import Tally
@@ -96,8 +96,11 @@ def check_model(options: RayScoreOptions) -> ModelMetadata:
 
 
 def run_ray_score(options: RayScoreOptions) -> ScoreSummary:
-    import_parquet()
-    ray = import_ray()
+    ray = import_ray()  # the ray extra brings pyarrow too, so it is the one to name first
+    try:
+        import_parquet()
+    except MissingDependencyError as exc:
+        raise JobError(str(exc)) from None
     files, reader = input_files(options.input)
     metadata = check_model(options)
     from ..ray import ClassifyPredictor
