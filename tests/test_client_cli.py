@@ -78,7 +78,7 @@ def test_bad_output_extension_is_a_usage_error_before_any_work(tmp_path: Path) -
         "--output", str(tmp_path / "out.txt"),
     )  # fmt: skip
     assert code == 2
-    assert "must end in .csv or .jsonl" in err
+    assert "must end in .csv, .jsonl or .parquet" in err
     assert not (tmp_path / "out.txt").exists()
 
 

@@ -69,7 +69,7 @@ def test_idx_images_stream_in_order_whatever_the_name(tmp_path: Path, mnist, nam
 
 
 def test_idx_stream_crosses_block_boundaries(tmp_path: Path, mnist, monkeypatch) -> None:
-    monkeypatch.setattr("classify_client.cli.inputs.BLOCK_ROWS", 7)
+    monkeypatch.setattr("classify_client.cli.inputs.arrays.BLOCK_ROWS", 7)
     path = tmp_path / "x-idx3-ubyte"
     write_idx(path, mnist[0])
     np.testing.assert_array_equal(images_of(open_input(path)), mnist[0])
@@ -265,10 +265,17 @@ def test_text_lines_skip_blank_lines_and_survive_bad_bytes(tmp_path: Path, revie
 def test_unknown_and_missing_inputs(tmp_path: Path) -> None:
     with pytest.raises(FormatError, match="no such file"):
         open_input(tmp_path / "nope.jsonl")
-    other = tmp_path / "data.csv"
+    other = tmp_path / "data.xml"
     other.write_text("a,b\n")
     with pytest.raises(FormatError, match="cannot tell the input format; expected an IDX image file"):
         open_input(other)
+    # A CSV without the columns scoring needs says which columns it has and which were expected.
+    table = tmp_path / "data.csv"
+    table.write_text("a,b\n1,2\n")
+    with pytest.raises(
+        FormatError, match=r"expected a 'text' column.*pixel0..pixel783; the columns are a, b"
+    ):
+        open_input(table)
 
 
 def test_a_bad_byte_in_json_lines_costs_its_line_only(tmp_path: Path, reviews: list[dict]) -> None:

@@ -54,3 +54,29 @@ def test_client_only_environment_has_no_tensorflow_and_the_cli_works(tmp_path: P
     )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == "False"
+    # Without the parquet and ray extras, the commands that need them say which extra to install.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": ["a fine film"]}), tmp_path / "reviews.parquet")
+    (tmp_path / "reviews.jsonl").write_text('{"text": "a fine film"}\n')
+    common = [
+        "score",
+        "--target",
+        "127.0.0.1:1",
+        "--model",
+        "imdb-lstm",
+        "--input",
+        str(tmp_path / "reviews.parquet"),
+    ]
+    for extra, args in (
+        ("parquet", ["--output", str(tmp_path / "out.csv")]),
+        ("parquet", ["--input", str(tmp_path / "reviews.jsonl"), "--output", str(tmp_path / "out.parquet")]),
+        ("ray", ["--engine", "ray", "--output", str(tmp_path / "out")]),
+    ):
+        refused = subprocess.run(
+            [str(venv / "bin" / "classify"), *common, *args], capture_output=True, text=True, timeout=60
+        )
+        assert refused.returncode == 2, refused.stderr
+        assert f"pip install 'classify-client[{extra}]'" in refused.stderr
+        assert "Traceback" not in refused.stderr

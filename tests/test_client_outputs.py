@@ -32,8 +32,9 @@ UNLABELLED = OutputRow(3, "r.txt:4", classes=(ClassScore(1, "positive", 0.9),))
 def test_output_format_by_extension() -> None:
     assert output_format("out.csv") == "csv"
     assert output_format("OUT.JSONL") == "jsonl"
+    assert output_format("out.parquet") == "parquet"
     for bad in ("out.json", "out", "out.csv.gz"):
-        with pytest.raises(ValueError, match=r"must end in \.csv or \.jsonl"):
+        with pytest.raises(ValueError, match=r"must end in \.csv, \.jsonl or \.parquet"):
             output_format(bad)
 
 

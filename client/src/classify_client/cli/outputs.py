@@ -1,8 +1,11 @@
-"""Writers for scored rows: CSV or JSON lines, chosen by the output file's extension.
+"""Writers for scored rows: CSV, JSON lines or Parquet, chosen by the output file's extension.
 
 Every row is exactly one line (CSV fields have their line breaks replaced by spaces; JSON escapes them),
 and the scorer flushes after each batch: a job killed at any instant leaves complete rows followed by
 at most one partial line, which is what lets ``classify score --resume`` carry on (see resume.py).
+Parquet cannot be appended to nor read before its footer is written, so a Parquet output is written
+as a JSON lines journal beside it first and turned into Parquet when the job ends (parquet_output.py).
+The values of ``--id-column`` columns follow the fixed columns, under their own names.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import IO, Any, Protocol
 from ..types import ClassScore
 
 COLUMNS = ("index", "source", "label", "score", "top_k", "true_label", "correct", "error")
-FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class OutputRow:
     classes: tuple[ClassScore, ...] = ()
     true_label: str | None = None
     error: str | None = None
+    ids: tuple[Any, ...] = ()  # the values of the --id-column columns
 
     @property
     def label(self) -> str | None:
@@ -53,25 +57,49 @@ class RowWriter(Protocol):
 
 
 def output_format(path: str | Path) -> str:
-    """ "csv" or "jsonl" from the extension; ValueError naming both otherwise."""
+    """ "csv", "jsonl" or "parquet" from the extension; ValueError naming them otherwise."""
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise ValueError(f"output {str(path)!r} must end in .csv or .jsonl (the extension picks the format)")
+        raise ValueError(
+            f"output {str(path)!r} must end in .csv, .jsonl or .parquet (the extension picks the format)"
+        )
     return FORMATS[suffix]
 
 
+def check_id_columns(id_columns: tuple[str, ...]) -> None:
+    """ValueError when an --id-column would overwrite a column of the output (or repeats)."""
+    for name in id_columns:
+        if name in COLUMNS:
+            raise ValueError(f"--id-column {name!r} clashes with the output column of that name")
+    if len(set(id_columns)) != len(id_columns):
+        raise ValueError("--id-column names a column twice")
+
+
 @contextmanager
-def open_writer(path: str | Path, *, append: bool = False) -> Iterator[RowWriter]:
+def open_writer(
+    path: str | Path, *, append: bool = False, id_columns: tuple[str, ...] = ()
+) -> Iterator[RowWriter]:
     """A writer for ``path`` in the format its extension names; the file is closed on exit.
 
     ``append`` continues a file that already holds its header and complete rows (a resumed job).
     """
     kind = output_format(path)
+    if kind == "parquet":
+        from .parquet_output import open_parquet_writer
+
+        def journal_writer(stream: IO[str]) -> RowWriter:
+            return JsonlRowWriter(stream, id_columns=id_columns, precise=True)
+
+        with open_parquet_writer(
+            Path(path), append=append, id_columns=id_columns, journal_writer=journal_writer
+        ) as writer:
+            yield writer
+        return
     with Path(path).open("a" if append else "w", encoding="utf-8", newline="") as stream:
         if kind == "csv":
-            yield CsvRowWriter(stream, header=not append)
+            yield CsvRowWriter(stream, header=not append, id_columns=id_columns)
         else:
-            yield JsonlRowWriter(stream)
+            yield JsonlRowWriter(stream, id_columns=id_columns)
 
 
 def format_top_k(classes: tuple[ClassScore, ...]) -> str:
@@ -85,11 +113,11 @@ def one_line(text: str) -> str:
 
 
 class CsvRowWriter:
-    def __init__(self, stream: IO[str], *, header: bool = True) -> None:
+    def __init__(self, stream: IO[str], *, header: bool = True, id_columns: tuple[str, ...] = ()) -> None:
         self._stream = stream
         self._writer = csv.writer(stream)
         if header:
-            self._writer.writerow(COLUMNS)
+            self._writer.writerow((*COLUMNS, *id_columns))
 
     def flush(self) -> None:
         self._stream.flush()
@@ -107,29 +135,41 @@ class CsvRowWriter:
                 row.true_label or "",
                 correct,
                 one_line(row.error or ""),
+                *(one_line("" if value is None else str(value)) for value in row.ids),
             )
         )
 
 
 class JsonlRowWriter:
-    def __init__(self, stream: IO[str]) -> None:
+    """One JSON object a line; ``precise`` keeps every digit of the scores (the Parquet journal)."""
+
+    def __init__(self, stream: IO[str], *, id_columns: tuple[str, ...] = (), precise: bool = False) -> None:
         self._stream = stream
+        self._id_columns = id_columns
+        self._precise = precise
 
     def write(self, row: OutputRow) -> None:
-        self._stream.write(json.dumps(row_record(row), ensure_ascii=False) + "\n")
+        record = row_record(row, self._id_columns, precise=self._precise)
+        # default=str: an id value JSON has no type for (a date, bytes) is written as its text.
+        self._stream.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
 
     def flush(self) -> None:
         self._stream.flush()
 
 
-def row_record(row: OutputRow) -> dict[str, Any]:
-    return {
+def row_record(row: OutputRow, id_columns: tuple[str, ...] = (), *, precise: bool = False) -> dict[str, Any]:
+    def rounded(score: float) -> float:
+        return score if precise else round(score, 6)
+
+    record = {
         "index": row.index,
         "source": row.source,
         "label": row.label,
-        "score": None if row.score is None else round(row.score, 6),
-        "top_k": [{"index": c.index, "label": c.label, "score": round(c.score, 6)} for c in row.classes],
+        "score": None if row.score is None else rounded(row.score),
+        "top_k": [{"index": c.index, "label": c.label, "score": rounded(c.score)} for c in row.classes],
         "true_label": row.true_label,
         "correct": row.correct,
         "error": row.error,
     }
+    record.update(zip(id_columns, row.ids, strict=True))
+    return record

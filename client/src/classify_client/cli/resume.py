@@ -4,7 +4,8 @@ The output holds one row per input row, in input order, one line per row, flushe
 (outputs.py). So the rows a job finished are the complete lines at the start of its output whose
 ``index`` runs 0, 1, 2, ...; whatever follows the last of them (a partial line cut by a kill) is cut off,
 and the job skips that many input rows. The kept rows are read back into the tally, so the summary and
-accuracy cover the whole job, not just the part after the restart.
+accuracy cover the whole job, not just the part after the restart. A Parquet output is resumed
+through its JSON lines journal (parquet_output.py).
 """
 
 from __future__ import annotations
@@ -28,25 +29,35 @@ class Resumed:
     dropped_bytes: int
 
 
-def resume_output(path: Path, labels: list[str]) -> Resumed | None:
+def resume_output(path: Path, labels: list[str], id_columns: tuple[str, ...] = ()) -> Resumed | None:
     """Cut ``path`` back to its last complete row and count those rows; None when there is nothing to
     resume (no file, or not even a complete CSV header), in which case the job starts afresh."""
+    kind = output_format(path)
+    if kind == "parquet":
+        from .parquet_output import journal_path, parquet_to_journal
+
+        journal = journal_path(path)
+        if not journal.is_file():
+            if not path.is_file():
+                return None
+            parquet_to_journal(path, journal, COLUMNS)
+        path, kind = journal, "jsonl"
     if not path.is_file():
         return None
     data = path.read_bytes()
-    kind = output_format(path)
+    header = [*COLUMNS, *id_columns]
     tally = Tally(num_classes=len(labels))
     label_index = {label: index for index, label in enumerate(labels)}
     offset = 0
     lines = data.split(b"\n")[:-1]  # the piece after the last newline is a partial line, if anything
     if kind == "csv":
-        if not lines or next(csv.reader([lines[0].decode("utf-8", "replace")]), []) != list(COLUMNS):
+        if not lines or next(csv.reader([lines[0].decode("utf-8", "replace")]), []) != header:
             return None
         offset = len(lines[0]) + 1
         lines = lines[1:]
     kept = 0
     for line in lines:
-        record = _parse(line, kind)
+        record = _parse(line, kind, header)
         if record is None or record.get("index") != str(kept):
             break  # a torn or foreign line: everything from here on is redone
         _count(tally, record, label_index)
@@ -57,13 +68,13 @@ def resume_output(path: Path, labels: list[str]) -> Resumed | None:
     return Resumed(rows=kept, tally=tally, dropped_bytes=len(data) - offset)
 
 
-def _parse(line: bytes, kind: str) -> dict[str, str] | None:
+def _parse(line: bytes, kind: str, header: list[str]) -> dict[str, str] | None:
     """One output row as strings (CSV's view of it), or None when the line is not a whole row."""
     try:
         text = line.decode("utf-8")
         if kind == "csv":
             fields = next(csv.reader([text]))
-            return dict(zip(COLUMNS, fields, strict=True)) if len(fields) == len(COLUMNS) else None
+            return dict(zip(header, fields, strict=True)) if len(fields) == len(header) else None
         record = json.loads(text)
     except (UnicodeDecodeError, ValueError, StopIteration):
         return None

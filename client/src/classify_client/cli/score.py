@@ -18,7 +18,9 @@ from .common import Connection, FatalError, target_option
     "input_path",
     required=True,
     type=click.Path(path_type=Path),
-    help="IDX images (.gz too), .npy, a folder of PNG/JPEG, JSON lines (.jsonl[.gz]) or text lines (.txt).",
+    help="IDX images (.gz too), .npy, a folder of PNG/JPEG, JSON lines (.jsonl[.gz]), text lines (.txt), "
+    "CSV (.csv[.gz]: a text column, or label,pixel0..pixel783) or Parquet (a text or image column). "
+    "With --engine ray: a folder or glob of Parquet, CSV or PNG/JPEG files.",
 )
 @click.option(
     "--labels",
@@ -31,7 +33,47 @@ from .common import Connection, FatalError, target_option
     "output_path",
     required=True,
     type=click.Path(path_type=Path),
-    help="Results, one row per input in input order; .csv or .jsonl.",
+    help="Results, one row per input in input order; .csv, .jsonl or .parquet. "
+    "With --engine ray: a folder that receives Parquet files.",
+)
+@click.option(
+    "--text-column", default="text", show_default=True, help="CSV/Parquet column (JSON field) of texts."
+)
+@click.option(
+    "--image-column",
+    default="image",
+    show_default=True,
+    help="Parquet column of images: PNG/JPEG bytes or 784 pixel values.",
+)
+@click.option(
+    "--pixel-prefix",
+    default="pixel",
+    show_default=True,
+    help="Image tables without an image column: columns PREFIX0..PREFIX783 (MNIST as CSV).",
+)
+@click.option(
+    "--label-column",
+    default="label",
+    show_default=True,
+    help="CSV/Parquet column (JSON field) of true labels, used when present.",
+)
+@click.option(
+    "--id-column",
+    "id_columns",
+    multiple=True,
+    help="An input column (CSV, Parquet, JSON lines) copied into the output; repeat for several.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this process; ray: a Ray Data pipeline (needs classify-client[ray]).",
+)
+@click.option(
+    "--ray-address",
+    help="With --engine ray: the Ray cluster to join (host:port, ray://host:10001 or auto); "
+    "default: start a local one.",
 )
 @click.option("--summary-json", type=click.Path(path_type=Path), help="Also write the summary as JSON here.")
 @click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True)
@@ -86,13 +128,54 @@ def score(
     resume: bool,
     max_attempts: int,
     max_backoff: float,
+    text_column: str,
+    image_column: str,
+    pixel_prefix: str,
+    label_column: str,
+    id_columns: tuple[str, ...],
+    engine: str,
+    ray_address: str | None,
 ) -> None:
     """Score a file of images or texts with a model and write one result row per input."""
     from ..retry import RetryPolicy
+    from .inputs import TableColumns
     from .outputs import output_format
     from .report import summary_lines
     from .score_job import JobError, ScoreOptions, run_score
 
+    columns = TableColumns(
+        text=text_column, image=image_column, label=label_column, pixel_prefix=pixel_prefix, ids=id_columns
+    )
+    if engine == "ray":
+        from .score_ray import RayScoreOptions, run_ray_score
+
+        refuse_local_only(
+            labels=labels_path, resume=resume, v2=protocol == "v2", tls=connection.credentials()
+        )
+        ray_options = RayScoreOptions(
+            target=target,
+            model=model,
+            input=str(input_path),
+            output=output_path,
+            address=ray_address,
+            columns=columns,
+            summary_json=summary_json,
+            top_k=top_k,
+            batch_size=batch_size,
+            concurrency=in_flight,
+            timeout=timeout,
+            headers=connection.call_headers(),
+            max_attempts=max_attempts,
+            max_backoff=max_backoff,
+            limit=limit,
+        )
+        try:
+            ray_summary = run_ray_score(ray_options)
+        except JobError as exc:
+            raise FatalError(str(exc)) from None
+        for line in summary_lines(ray_summary):
+            click.echo(line)
+        sys.exit(1 if ray_summary.failed else 0)
     try:
         output_format(output_path)
     except ValueError as exc:
@@ -116,6 +199,7 @@ def score(
             max_attempts=max_attempts, initial_backoff=min(0.1, max_backoff), max_backoff=max_backoff
         ),
         resume=resume,
+        columns=columns,
     )
     try:
         summary = run_score(options)
@@ -124,3 +208,12 @@ def score(
     for line in summary_lines(summary):
         click.echo(line)
     sys.exit(1 if summary.failed else 0)
+
+
+def refuse_local_only(*, labels: Path | None, resume: bool, v2: bool, tls: object) -> None:
+    """Options the Ray engine does not have: a usage error rather than an option silently ignored."""
+    given = {"--labels (a Ray job reads a label column)": labels, "--resume": resume, "--protocol v2": v2}
+    given["TLS options"] = tls is not None
+    for name, value in given.items():
+        if value:
+            raise click.UsageError(f"{name} works with --engine local only")

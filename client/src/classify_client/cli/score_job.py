@@ -21,9 +21,17 @@ from ..formats import FormatError
 from ..retry import RetryPolicy
 from ..settings import DEFAULT_RETRY, DEFAULT_TARGET
 from ..types import ModelMetadata
-from .inputs import TEXT, InputRow, InputSource, MissingDependencyError, open_input
+from .inputs import (
+    TEXT,
+    InputRow,
+    InputSource,
+    MissingDependencyError,
+    TableColumns,
+    import_parquet,
+    open_input,
+)
 from .labels import LabelMap, check_labels, read_labels, resolve_labels
-from .outputs import open_writer, output_format
+from .outputs import check_id_columns, open_writer, output_format
 from .progress import StderrReporter
 from .report import ScoreSummary
 from .resume import Resumed, resume_output
@@ -56,6 +64,8 @@ class ScoreOptions:
     retry: RetryPolicy | None = DEFAULT_RETRY
     # Carry on from the complete rows of an existing output instead of starting it afresh.
     resume: bool = False
+    # Column names of table inputs (CSV, Parquet) and the --id-column columns carried into the output.
+    columns: TableColumns = field(default_factory=TableColumns)
 
 
 def run_score(options: ScoreOptions, reporter: StderrReporter | None = None) -> ScoreSummary:
@@ -64,8 +74,10 @@ def run_score(options: ScoreOptions, reporter: StderrReporter | None = None) -> 
     Bad rows do not raise: they are written with their error and counted in the summary's ``failed``.
     """
     try:
-        output_format(options.output)
-        source = open_input(options.input)
+        if output_format(options.output) == "parquet":
+            import_parquet()  # a missing extra is found before the job starts, not after scoring
+        check_id_columns(options.columns.ids)
+        source = open_input(options.input, options.columns)
         external = read_labels(options.labels) if options.labels else None
     except (ValueError, MissingDependencyError) as exc:  # FormatError is a ValueError
         raise JobError(str(exc)) from None
@@ -84,7 +96,7 @@ def run_score(options: ScoreOptions, reporter: StderrReporter | None = None) -> 
                 raise JobError(str(exc)) from None
         rows = resolve_labels(limited(source.rows(), options.limit), label_map, external)
         total = source.count if options.limit is None else min(source.count or options.limit, options.limit)
-        resumed = resume_output(options.output, metadata.labels) if options.resume else None
+        resumed = resume(options, metadata.labels)
         if resumed is not None:
             if total is not None and resumed.rows > total:
                 raise JobError(
@@ -153,7 +165,8 @@ def score_rows(
 ) -> ScoreSummary:
     start = time.perf_counter()
     try:
-        with open_writer(options.output, append=resumed is not None) as writer, reporter:
+        append = resumed is not None
+        with open_writer(options.output, append=append, id_columns=options.columns.ids) as writer, reporter:
             if resumed is not None:
                 reporter.advance(resumed.rows)
             scorer = Scorer(
@@ -168,6 +181,8 @@ def score_rows(
             tally = scorer.run(rows)
     except ClassifyError as exc:
         raise JobError(describe_for_target(exc, options.target)) from None
+    except MissingDependencyError as exc:
+        raise JobError(str(exc)) from None
     except OSError as exc:
         raise JobError(f"{options.output}: cannot write output: {exc.strerror or exc}") from None
     return ScoreSummary(
@@ -182,6 +197,15 @@ def score_rows(
         labels=metadata.labels,
         confusion=tally.confusion,
     )
+
+
+def resume(options: ScoreOptions, labels: list[str]) -> Resumed | None:
+    if not options.resume:
+        return None
+    try:
+        return resume_output(options.output, labels, options.columns.ids)
+    except (ValueError, MissingDependencyError) as exc:
+        raise JobError(str(exc)) from None
 
 
 def check_label_count(source: InputSource, external: list[Any] | None, path: Path | None) -> None:

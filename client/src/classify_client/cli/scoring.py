@@ -229,11 +229,15 @@ class Scorer:
     def _emit(self, row: InputRow, outcome: Outcome) -> None:
         true_label = self._labels[row.true_index] if row.true_index is not None else None
         if isinstance(outcome, str):
-            self._writer.write(OutputRow(row.index, row.source, true_label=true_label, error=outcome))
+            self._writer.write(
+                OutputRow(row.index, row.source, true_label=true_label, error=outcome, ids=row.ids)
+            )
             self._reporter.row_failed(row.index, row.source, outcome)
             self.tally.record(row.true_index, None)
         else:
-            self._writer.write(OutputRow(row.index, row.source, classes=outcome, true_label=true_label))
+            self._writer.write(
+                OutputRow(row.index, row.source, classes=outcome, true_label=true_label, ids=row.ids)
+            )
             self.tally.record(row.true_index, outcome[0].index)
 
 

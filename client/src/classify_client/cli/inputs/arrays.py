@@ -1,99 +1,17 @@
-"""Readers for the files ``classify score`` takes, as one stream of rows in input order.
-
-Whole-file problems (unreadable, not the format it looks like) raise FormatError before any row is
-produced, so the CLI can refuse the job up front. Problems of one row (a corrupt PNG, a bad JSON line,
-an empty text, the images a truncated IDX file lacks) travel as rows with ``error`` set, so the job
-reports them by position, scores the rest, and the output still has one row per input row.
-Rows are produced lazily in blocks: a file far larger than memory streams through.
-"""
+"""Image arrays: IDX files (gzipped or not) and .npy arrays, streamed in blocks."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from ..formats import FormatError, iter_jsonl, open_maybe_gzip
-from ..wire.arrays import IMAGE_PIXELS, IMAGE_SIDE
-
-IMAGE = "image"
-TEXT = "text"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
-TEXT_SUFFIXES = (".txt", ".txt.gz")
-NPY_MAGIC = b"\x93NUMPY"
-# Rows decoded at once from an array file: large enough for fast numpy, small enough to stay bounded.
-BLOCK_ROWS = 4096
-PILLOW_MISSING = "reading PNG/JPEG needs Pillow: pip install 'classify-client[images]'"
-SUPPORTED = (
-    "an IDX image file (gzipped or not), a .npy array, a folder of PNG/JPEG images, "
-    "JSON lines (.jsonl, .jsonl.gz) or plain text lines (.txt)"
-)
-
-
-class MissingDependencyError(RuntimeError):
-    """An optional extra is needed for this input (Pillow for image folders)."""
-
-
-@dataclass(frozen=True)
-class InputRow:
-    """One item to score: exactly one of ``image`` / ``text`` unless ``error`` says why it is unusable.
-
-    ``label`` is a label found in the input itself (the ``label`` field of a JSON line), as written;
-    ``true_index`` is the model's class index for the row's true label, once resolved (see labels.py).
-    """
-
-    index: int
-    source: str
-    image: np.ndarray | None = None
-    text: str | None = None
-    label: Any = None
-    error: str | None = None
-    true_index: int | None = None
-
-
-class InputSource(Protocol):
-    path: Path
-    kind: str  # IMAGE or TEXT
-    count: int | None  # rows, when known without reading everything
-
-    def rows(self) -> Iterator[InputRow]: ...
-
-
-def open_input(path: str | Path) -> InputSource:
-    """Recognize the format of ``path`` (by content where the format has a signature) and check it."""
-    path = Path(path)
-    if path.is_dir():
-        return ImageFolder(path)
-    if not path.exists():
-        raise FormatError(path, "no such file or directory")
-    head = sniff(path)
-    name = path.name.lower()
-    if head.startswith(NPY_MAGIC) or name.endswith(".npy"):
-        return NpyImages(path)
-    if head[:2] == b"\x00\x00" or "idx" in name or name.endswith(".ubyte"):
-        return IdxImages(path)
-    if name.endswith(JSONL_SUFFIXES):
-        return JsonLinesTexts(path)
-    if name.endswith(TEXT_SUFFIXES):
-        return TextLines(path)
-    raise FormatError(path, f"cannot tell the input format; expected {SUPPORTED}")
-
-
-def sniff(path: Path, size: int = 8) -> bytes:
-    """The first bytes of a file after decompression, to recognize formats by their magic numbers."""
-    with open_maybe_gzip(path) as stream:
-        try:
-            return stream.read(size)
-        except (OSError, EOFError) as exc:
-            raise FormatError(path, f"corrupt gzip stream: {exc}") from exc
-
-
-# -- Image arrays ------------------------------------------------------------------------------------------
+from ...formats import FormatError, open_maybe_gzip
+from ...wire.arrays import IMAGE_PIXELS, IMAGE_SIDE
+from .rows import BLOCK_ROWS, IMAGE, InputRow, sniff
 
 
 def image_rows_shape(shape: tuple[int, ...], path: Path) -> int:
@@ -239,97 +157,3 @@ def block_to_uint8(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # Round, not truncate, as the client library does; bad rows are zeroed and never sent.
     pixels = np.rint(np.where(bad[:, None], 0.0, flat) * 255.0).astype(np.uint8)
     return pixels.reshape(block.shape), bad
-
-
-class ImageFolder:
-    """A folder of PNG/JPEG files, sorted by name; each converted to grayscale and sized 28x28."""
-
-    kind = IMAGE
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._image_module = import_pillow()
-        self._files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self._files:
-            raise FormatError(path, "folder holds no PNG or JPEG files")
-        self.count = len(self._files)
-
-    def rows(self) -> Iterator[InputRow]:
-        for index, file in enumerate(self._files):
-            try:
-                image = load_image(self._image_module, file)
-            except Exception as exc:  # a corrupt file makes Pillow raise nearly anything
-                yield InputRow(index, file.name, error=f"cannot read image: {exc}")
-            else:
-                yield InputRow(index, file.name, image=image)
-
-
-def import_pillow() -> Any:
-    try:
-        from PIL import Image
-    except ImportError as exc:
-        raise MissingDependencyError(PILLOW_MISSING) from exc
-    return Image
-
-
-def load_image(image_module: Any, file: Path) -> np.ndarray:
-    """A 28x28 uint8 grayscale array from an image file of any size or mode."""
-    with image_module.open(file) as image:
-        gray = image.convert("L")
-        if gray.size != (IMAGE_SIDE, IMAGE_SIDE):
-            gray = gray.resize((IMAGE_SIDE, IMAGE_SIDE), image_module.Resampling.LANCZOS)
-        return np.asarray(gray, dtype=np.uint8)
-
-
-# -- Texts -------------------------------------------------------------------------------------------------
-
-
-class JsonLinesTexts:
-    """JSON lines with a ``text`` field and an optional ``label`` (index, label name, or -1 for none)."""
-
-    kind = TEXT
-    count = None
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def rows(self) -> Iterator[InputRow]:
-        for index, line in enumerate(iter_jsonl(self.path)):
-            source = f"{self.path.name}:{line.line}"
-            if line.error is not None or line.record is None:
-                yield InputRow(index, source, error=line.error or "not a JSON object")
-                continue
-            text = line.record.get("text")
-            label = line.record.get("label")
-            if not isinstance(text, str):
-                yield InputRow(index, source, label=label, error="missing or non-string 'text' field")
-            elif not text.strip():
-                yield InputRow(index, source, label=label, error="empty text")
-            else:
-                yield InputRow(index, source, text=text, label=label)
-
-
-class TextLines:
-    """Plain text, one item per non-empty line (gzipped or not)."""
-
-    kind = TEXT
-    count = None
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def rows(self) -> Iterator[InputRow]:
-        index = 0
-        with open_maybe_gzip(self.path) as stream:
-            # Lines are decoded one at a time so that one bad byte costs one row, not the rest of the file.
-            for number, raw in enumerate(stream, start=1):
-                source = f"{self.path.name}:{number}"
-                try:
-                    text = raw.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as exc:
-                    yield InputRow(index, source, error=f"invalid UTF-8: {exc.reason}")
-                    index += 1
-                    continue
-                if text.strip():
-                    yield InputRow(index, source, text=text)
-                    index += 1
