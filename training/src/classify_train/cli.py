@@ -126,6 +126,9 @@ def _train(
             f"--strategy {strategy} trains Keras models only; {', '.join(raw)} use the course's "
             "low-level TensorFlow loop, which runs on one device: use --strategy one or auto"
         )
+    from classify_train.distribute import check_cluster
+
+    check_cluster(strategy, os.environ)
     needs = dict.fromkeys((get_recipe(name).dataset, "train") for name in names)
     directory = data_directory(data_dir, mirror, needs)
     # Hide TensorFlow's start-up INFO chatter unless the user asked for it.

@@ -107,6 +107,12 @@ def resolve_mode(requested: str, environ: Mapping[str, str], gpus: int) -> str:
     return "mirrored" if gpus > 1 else "one"
 
 
+def check_cluster(requested: str, environ: Mapping[str, str]) -> None:
+    """Refuse a strategy that cannot start here (no cluster for multi-worker, a malformed TF_CONFIG) before
+    anything slow happens: data downloads, TensorFlow's start."""
+    resolve_mode(requested, environ, gpus=0)
+
+
 @dataclass
 class Distribution:
     """A started strategy and this process's place in it."""
@@ -196,6 +202,7 @@ def start_distribution(requested: str, *, global_batch_size: int | None = None) 
     """Create the strategy. Multi-worker must come before any other TensorFlow op of the process (its
     collectives are configured at start-up), so this runs first."""
     environ = dict(os.environ)
+    check_cluster(requested, environ)
     config = cluster_config(environ)
     if config is not None and TF_CONFIG_ENV not in environ:
         os.environ[TF_CONFIG_ENV] = json.dumps(config)  # what MultiWorkerMirroredStrategy reads
