@@ -241,6 +241,14 @@ def test_compose_profiles_and_the_gpu_reservation() -> None:
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
 
 
+def test_compose_train_profile_trains_the_full_recipes_into_the_served_volume() -> None:
+    train, trainer = SERVICES["train"], SERVICES["trainer"]
+    assert train["profiles"] == ["train"] and train["restart"] == "no"
+    assert train["command"] == ["all", "--export", "/models"]  # no --quick: the full recipes
+    assert train["image"] == trainer["image"] and train["volumes"] == trainer["volumes"]
+    assert "models:/models:ro" in SERVICES["server"]["volumes"] and "models:/models" in train["volumes"]
+
+
 def test_prometheus_scrapes_the_metrics_port_the_servers_listen_on() -> None:
     config = yaml.safe_load((REPO_ROOT / "deploy" / "prometheus.yml").read_text())
     targets = {
