@@ -1,6 +1,7 @@
 """`classify-train --strategy`: two workers on loopback (MultiWorkerMirroredStrategy over RING collectives,
 CPU, TF_CONFIG built here) train the quick softmax against a one-worker run with the same seed and global
-batch; the chief's export is served by the real server and both are scored over gRPC. Plus the errors a
+batch; the chief's export is served by the real server and both are scored over gRPC. The workers are killed
+after the first epoch and resume from the chief's checkpoint. Plus the errors a
 user meets before anything trains, and `classify-train tf-config`.
 
 The three training processes run at once: the workers mostly wait on each other's collectives, so the
@@ -13,6 +14,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -45,35 +47,68 @@ def start_training(repo: Path, log: Path, strategy: str, data_path: Path, tf_con
         env["TF_CONFIG"] = json.dumps(tf_config)
     command = [
         str(BIN / "classify-train"), MODEL, "--quick", "--seed", SEED, "--export", str(repo),
-        "--strategy", strategy, "--global-batch-size", GLOBAL_BATCH,
+        "--strategy", strategy, "--global-batch-size", GLOBAL_BATCH, "--epochs", "2",
     ]  # fmt: skip
     with log.open("w") as stream:
         return subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT, env=env)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, data_path: Path) -> dict[str, Path]:
-    """Repositories of a two-worker run and of a one-worker (mirrored, one CPU replica) run."""
-    root = tmp_path_factory.mktemp("distributed")
-    two, one = root / "two-workers", root / "one-worker"
+def start_workers(repo: Path, root: Path, data_path: Path, run: str) -> dict[str, subprocess.Popen]:
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    processes = {
-        f"worker-{index}": start_training(
-            two, root / f"worker-{index}.log", "multi-worker", data_path,
+    return {
+        f"{run}-worker-{index}": start_training(
+            repo, root / f"{run}-worker-{index}.log", "multi-worker", data_path,
             {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}},
         )
         for index in range(2)
     }  # fmt: skip
-    processes["one-worker"] = start_training(one, root / "one-worker.log", "mirrored", data_path)
+
+
+def wait_for(path_pattern: str, root: Path, processes: dict[str, subprocess.Popen]) -> None:
+    deadline = time.monotonic() + TRAIN_SECONDS
+    while not list(root.glob(path_pattern)):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in processes.values()):
+            pytest.fail(
+                f"no {path_pattern} under {root} (exit codes {[p.poll() for p in processes.values()]})"
+            )
+        time.sleep(0.2)
+
+
+def finish(processes: dict[str, subprocess.Popen], root: Path, clock: float) -> dict[str, float]:
+    """Wait for every process; fail with the logs if one fails. Returns wall seconds since ``clock``."""
+    codes, walls = {}, {}
     try:
-        codes = {name: process.wait(TRAIN_SECONDS) for name, process in processes.items()}
+        for name, process in processes.items():
+            codes[name] = process.wait(TRAIN_SECONDS)
+            walls[name] = round(time.perf_counter() - clock, 1)
     finally:
         for process in processes.values():
             if process.poll() is None:
                 process.kill()
-    logs = {name: (root / f"{name}.log").read_text() for name in processes}
     if any(codes.values()):
-        pytest.fail(f"exit codes {codes}\n" + "\n".join(f"--- {n}\n{t[-3000:]}" for n, t in logs.items()))
+        logs = {name: (root / f"{name}.log").read_text()[-3000:] for name in processes}
+        pytest.fail(f"exit codes {codes}\n" + "\n".join(f"--- {n}\n{t}" for n, t in logs.items()))
+    return walls
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, data_path: Path) -> dict[str, Path]:
+    """Repositories of a two-worker run and of a one-worker (mirrored, one CPU replica) run, two epochs
+    each. The two workers are killed once the chief has checkpointed epoch 1, and started again (on new
+    ports): they must resume from that checkpoint, as after a lost machine."""
+    root = tmp_path_factory.mktemp("distributed")
+    two, one = root / "two-workers", root / "one-worker"
+    clock = time.perf_counter()
+    one_worker = {"one-worker": start_training(one, root / "one-worker.log", "mirrored", data_path)}
+    first = start_workers(two, root, data_path, "first")
+    wait_for(".checkpoints/*/backup/training_metadata.json", two, first)
+    for process in first.values():
+        process.kill()  # SIGKILL: TensorFlow's multi-worker runtime catches SIGTERM (preemption notices)
+        process.wait(60)
+    second = start_workers(two, root, data_path, "second")
+    walls = finish({**one_worker, **second}, root, clock)
+    # Figures for docs/training.md (pytest -s shows them): wall time of each process, from the same start.
+    print(f"\ntraining wall times (s, from the first start): {walls}")
     return {"two": two, "one": one, "root": root}
 
 
@@ -84,12 +119,24 @@ def model_json(repo: Path) -> dict:
 def test_only_the_chief_publishes_and_the_checkpoints_are_gone(trained: dict[str, Path]) -> None:
     assert sorted(p.name for p in (trained["two"] / MODEL).iterdir()) == ["1"]  # one version, not two
     assert not (trained["two"] / ".checkpoints").exists()
-    worker_log = (trained["root"] / "worker-1.log").read_text()
+    worker_log = (trained["root"] / "second-worker-1.log").read_text()
     assert f"worker 1/2: {MODEL}: trained (validation accuracy" in worker_log
     assert "the chief exports it" in worker_log
     assert (
-        f"{MODEL}: exported {trained['two'] / MODEL / '1'}" in (trained["root"] / "worker-0.log").read_text()
+        f"{MODEL}: exported {trained['two'] / MODEL / '1'}"
+        in (trained["root"] / "second-worker-0.log").read_text()
     )
+
+
+def test_the_killed_workers_resumed_from_the_chiefs_checkpoint(trained: dict[str, Path]) -> None:
+    for index in range(2):
+        log = (trained["root"] / f"second-worker-{index}.log").read_text()
+        assert f"worker {index}/2: {MODEL}: resuming from the checkpoint after epoch 1/2" in log
+        assert f"{MODEL} epoch 1/2 " not in log and f"{MODEL} epoch 2/2 " in log  # only epoch 2 ran
+    training = model_json(trained["two"])["training"]
+    assert training["resumed_at_epoch"] == 1 and training["epochs"] == 2
+    history = json.loads((trained["two"] / MODEL / "1" / "history.json").read_text())
+    assert [entry["epoch"] for entry in history] == [1, 2]  # the curves cover both runs
 
 
 def test_model_json_states_the_strategy_and_the_scaled_batch_and_rate(trained: dict[str, Path]) -> None:
@@ -133,6 +180,8 @@ def test_the_two_worker_export_serves_and_scores_like_one_worker(
     assert accuracy["two-workers"] > 0.8, accuracy  # learned, not chance
     assert abs(accuracy["two-workers"] - accuracy["one-worker"]) <= 0.005, accuracy
     recorded = [model_json(trained[k])["metrics"]["validation_accuracy"] for k in ("two", "one")]
+    seconds = [model_json(trained[k])["training"]["seconds"] for k in ("two", "one")]
+    print(f"\nserved accuracy {accuracy}; model.json validation accuracy {recorded}, training s {seconds}")
     assert abs(recorded[0] - recorded[1]) <= 0.005, recorded  # on the whole validation split too
 
 
