@@ -36,7 +36,7 @@ def objects() -> dict[tuple[str, str, str], dict[str, Any]]:
 
 DEPLOYMENTS = {
     variant: doc for (variant, kind, _), doc in objects().items() if kind == "Deployment"
-}  # ".", "gpu", "tls"
+}  # ".", "gpu", "tls", "training" (serving the volume the training Job writes)
 
 
 def server_container(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -58,8 +58,8 @@ def test_schema_validation_catches_a_misspelled_field() -> None:
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
 
 
-def test_the_variants_are_the_plain_deployment_gpu_and_tls() -> None:
-    assert set(DEPLOYMENTS) == {".", "gpu", "tls"}
+def test_the_variants_are_the_plain_deployment_gpu_tls_and_the_shared_volume_one() -> None:
+    assert set(DEPLOYMENTS) == {".", "gpu", "tls", "training"}
 
 
 def test_the_plain_and_gpu_deployments_probe_grpc_health_on_the_grpc_port() -> None:
@@ -186,6 +186,78 @@ def test_pods_run_as_the_images_non_root_user() -> None:
         assert (str(security["runAsUser"]), str(security["runAsGroup"])) == (uid, gid), variant
 
 
+# Distributed training (deploy/k8s/training/): an Indexed Job per variant and the headless Service that
+# names its pods, wired so that each pod's TF_CONFIG (built from CLASSIFY_WORKER_HOSTS and
+# JOB_COMPLETION_INDEX) lists exactly the Job's pods, and its exports land where the server reads.
+TRAINING_JOBS = {variant: doc for (variant, kind, _), doc in objects().items() if kind == "Job"}
+
+
+def test_the_training_jobs_are_the_cpu_and_gpu_ones() -> None:
+    assert set(TRAINING_JOBS) == {"training", "training/gpu"}
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {item["name"]: item.get("value", "") for item in container.get("env", [])}
+
+
+@pytest.mark.parametrize("variant", ["training", "training/gpu"])
+def test_every_worker_host_is_one_of_the_jobs_pods_on_the_headless_service(variant: str) -> None:
+    job = TRAINING_JOBS[variant]
+    service = objects()[("training", "Service", "classify-train")]
+    pod = job["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert job["spec"]["completionMode"] == "Indexed"
+    workers = job["spec"]["completions"]
+    assert job["spec"]["parallelism"] == workers >= 2  # all workers at once: they train in lockstep
+    assert service["spec"]["clusterIP"] == "None" and pod["spec"]["subdomain"] == service["metadata"]["name"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}["collective"]
+    assert [p["port"] for p in service["spec"]["ports"] if p["targetPort"] == "collective"] == [port]
+    # An Indexed Job's pod i has the hostname <job name>-<i>; on the subdomain it resolves as below.
+    expected = [f"{job['metadata']['name']}-{i}.{service['metadata']['name']}:{port}" for i in range(workers)]
+    assert env_of(container)["CLASSIFY_WORKER_HOSTS"].split(",") == expected
+
+
+@pytest.mark.parametrize("variant", ["training", "training/gpu"])
+def test_the_job_trains_multi_worker_into_the_volume_the_shared_server_serves(variant: str) -> None:
+    from classify_train.distribute import tf_config_from_hosts
+
+    pod = TRAINING_JOBS[variant]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--strategy") + 1] == "multi-worker"
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert args[args.index("--export") + 1] == mounts["models"]
+    claim = volumes["models"]["persistentVolumeClaim"]["claimName"]
+    assert ("training", "PersistentVolumeClaim", claim) in objects()
+    assert objects()[("training", "PersistentVolumeClaim", claim)]["spec"]["accessModes"] == ["ReadWriteMany"]
+    server = DEPLOYMENTS["training"]
+    server_volumes = {v["name"]: v for v in server["spec"]["template"]["spec"]["volumes"]}
+    server_mounts = {m["name"]: m for m in server_container(server)["volumeMounts"]}
+    assert server_volumes["models"]["persistentVolumeClaim"]["claimName"] == claim
+    assert server_mounts["models"]["mountPath"] == "/models" and server_mounts["models"]["readOnly"] is True
+    # What the training CLI builds in pod 1 from this environment (Kubernetes sets JOB_COMPLETION_INDEX).
+    config = tf_config_from_hosts({**env_of(container), "JOB_COMPLETION_INDEX": "1"})
+    assert config is not None and config["task"] == {"type": "worker", "index": 1}
+    uid, gid = dockerfile_user(REPO_ROOT / "deploy" / "Dockerfile").split(":")
+    assert (str(pod["securityContext"]["runAsUser"]), str(pod["securityContext"]["runAsGroup"])) == (uid, gid)
+
+
+def test_the_gpu_job_asks_for_a_gpu_with_the_gpu_trainer_image() -> None:
+    (gpu,) = TRAINING_JOBS["training/gpu"]["spec"]["template"]["spec"]["containers"]
+    (cpu,) = TRAINING_JOBS["training"]["spec"]["template"]["spec"]["containers"]
+    assert (
+        gpu["resources"]["limits"]["nvidia.com/gpu"] == 1
+        and "nvidia.com/gpu" not in cpu["resources"]["limits"]
+    )
+    assert (gpu["image"], cpu["image"]) == ("classify-trainer:gpu", "classify-trainer:cpu")
+    assert "FROM tensorflow/tensorflow:" in (REPO_ROOT / "deploy" / "Dockerfile.trainer-gpu").read_text()
+    assert dockerfile_user(REPO_ROOT / "deploy" / "Dockerfile.trainer-gpu") == dockerfile_user(
+        REPO_ROOT / "deploy" / "Dockerfile"
+    )
+
+
 # docker-compose.yml: what `docker compose config` accepts but the issue asks for beyond validity.
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -212,6 +284,14 @@ def test_compose_profiles_and_the_gpu_reservation() -> None:
     assert SERVICES["prometheus"]["profiles"] == ["monitoring"]
     (device,) = SERVICES["server-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+
+
+def test_compose_train_profile_trains_the_full_recipes_into_the_served_volume() -> None:
+    train, trainer = SERVICES["train"], SERVICES["trainer"]
+    assert train["profiles"] == ["train"] and train["restart"] == "no"
+    assert train["command"] == ["all", "--export", "/models"]  # no --quick: the full recipes
+    assert train["image"] == trainer["image"] and train["volumes"] == trainer["volumes"]
+    assert "models:/models:ro" in SERVICES["server"]["volumes"] and "models:/models" in train["volumes"]
 
 
 def test_prometheus_scrapes_the_metrics_port_the_servers_listen_on() -> None:

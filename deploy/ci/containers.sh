@@ -49,7 +49,7 @@ docker version --format 'engine {{.Server.Version}}, client {{.Client.Version}}'
 docker compose version
 
 step "static checks: hadolint, compose config (default, gpu, monitoring)"
-"$BIN/hadolint" deploy/Dockerfile deploy/Dockerfile.gpu deploy/Dockerfile.models
+"$BIN/hadolint" deploy/Dockerfile deploy/Dockerfile.gpu deploy/Dockerfile.models deploy/Dockerfile.trainer-gpu
 compose config --quiet
 compose --profile gpu --profile monitoring config --quiet
 [[ $(compose --profile gpu config --services | sort | tr '\n' ' ') == "server server-gpu trainer " ]] ||

@@ -24,6 +24,7 @@ from classify_train.cli_data import (
 )
 from classify_train.data.split import DEFAULT_SEED
 from classify_train.datasets import DATASET_NAMES
+from classify_train.distribute import STRATEGIES
 from classify_train.recipes import (
     ALL_MODEL_NAMES,
     MODEL_NAMES,
@@ -41,7 +42,7 @@ class _ModelGroup(click.Group):
         if args and not args[0].startswith("-") and args[0] not in self.commands:
             raise click.UsageError(
                 f"unknown command or model {args[0]!r}; models: {', '.join(ALL_MODEL_NAMES)}; "
-                f"other commands: all, evaluate, split, weight-maps, data",
+                f"other commands: all, evaluate, split, weight-maps, data, tf-config",
                 ctx,
             )
         return super().resolve_command(ctx, args)
@@ -73,6 +74,21 @@ def _training_options(function: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--quick", is_flag=True, help="One epoch on a small subset: for tests and demos."),
             _seed_option,
             click.option(
+                "--strategy",
+                type=click.Choice(STRATEGIES),
+                default="auto",
+                show_default=True,
+                help="tf.distribute strategy: one device, mirrored over the local GPUs, or multi-worker "
+                "from TF_CONFIG (or CLASSIFY_WORKER_HOSTS + JOB_COMPLETION_INDEX); auto picks multi-worker "
+                "in a cluster, mirrored with 2+ GPUs, else one. Keras models only in mirrored/multi-worker.",
+            ),
+            click.option(
+                "--global-batch-size",
+                type=click.IntRange(min=1),
+                help="Batch summed over all replicas (default: the recipe's batch times the replicas); the "
+                "learning rate is scaled by it / the recipe's batch.",
+            ),
+            click.option(
                 "--resume/--no-resume",
                 default=True,
                 show_default=True,
@@ -101,22 +117,44 @@ def _train(
     epochs: int | None,
     seed: int,
     resume: bool,
+    strategy: str,
+    global_batch_size: int | None,
 ) -> None:
+    raw = [name for name in names if get_recipe(name).framework == "tensorflow"]
+    if raw and strategy in {"mirrored", "multi-worker"}:  # said before any download or TensorFlow start
+        raise click.UsageError(
+            f"--strategy {strategy} trains Keras models only; {', '.join(raw)} use the course's "
+            "low-level TensorFlow loop, which runs on one device: use --strategy one or auto"
+        )
+    from classify_train.distribute import check_cluster
+
+    check_cluster(strategy, os.environ)
     needs = dict.fromkeys((get_recipe(name).dataset, "train") for name in names)
     directory = data_directory(data_dir, mirror, needs)
     # Hide TensorFlow's start-up INFO chatter unless the user asked for it.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    from classify_train.distribute import start_distribution
     from classify_train.pipeline import train_and_export
 
+    # Before any other TensorFlow op: a multi-worker strategy configures the collectives at start-up.
+    distribution = start_distribution(strategy, global_batch_size=global_batch_size)
     for name in names:
         result = train_and_export(
-            name, directory, repo, quick=quick, epochs=epochs, seed=seed, resume=resume, echo=click.echo
-        )
+            name, directory, repo, quick=quick, epochs=epochs, seed=seed, resume=resume, echo=click.echo,
+            distribution=distribution,
+        )  # fmt: skip
+        if result.version_dir is None:
+            click.echo(
+                f"{distribution.label()}{result.name}: trained (validation accuracy "
+                f"{result.validation_accuracy:.4f}, {result.seconds:.1f} s); the chief exports it"
+            )
+            continue
         click.echo(
             f"{result.name}: exported {result.version_dir} "
             f"(validation accuracy {result.validation_accuracy:.4f}, trained in {result.seconds:.1f} s; "
             f"report {result.version_dir / 'report' / 'README.md'})"
         )
+    distribution.wait_for_all_workers()
 
 
 def _model_command(name: str) -> click.Command:
@@ -131,8 +169,13 @@ def _model_command(name: str) -> click.Command:
         quick: bool,
         seed: int,
         resume: bool,
+        strategy: str,
+        global_batch_size: int | None,
     ) -> None:
-        _train([name], data_dir, mirror, repo, quick=quick, epochs=epochs, seed=seed, resume=resume)
+        _train(
+            [name], data_dir, mirror, repo, quick=quick, epochs=epochs, seed=seed, resume=resume,
+            strategy=strategy, global_batch_size=global_batch_size,
+        )  # fmt: skip
 
     return click.command(name, help=f"Train {name} and export it as the next version in REPO/{name}/.")(
         command
@@ -161,6 +204,8 @@ def train_all(
     quick: bool,
     seed: int,
     resume: bool,
+    strategy: str,
+    global_batch_size: int | None,
     if_empty: bool,
     with_raw_tf: bool,
 ) -> None:
@@ -173,7 +218,10 @@ def train_all(
             )
             names.remove(name)
     if names:
-        _train(names, data_dir, mirror, repo, quick=quick, epochs=epochs, seed=seed, resume=resume)
+        _train(
+            names, data_dir, mirror, repo, quick=quick, epochs=epochs, seed=seed, resume=resume,
+            strategy=strategy, global_batch_size=global_batch_size,
+        )  # fmt: skip
 
 
 @main.command("split")
@@ -300,3 +348,21 @@ def weight_maps_command(*, repo: Path, names: tuple[str, ...], out: Path) -> Non
 
 
 main.add_command(data_group)
+
+
+@main.command("tf-config")
+@user_errors_as_click
+def tf_config_command() -> None:
+    """Print this worker's TF_CONFIG, built from CLASSIFY_WORKER_HOSTS (host:port of every worker, comma-
+    separated) and JOB_COMPLETION_INDEX or CLASSIFY_WORKER_INDEX, as --strategy multi-worker builds it."""
+    import json
+
+    from classify_train.distribute import WORKER_HOSTS_ENV, tf_config_from_hosts
+
+    config = tf_config_from_hosts(os.environ)
+    if config is None:
+        raise click.ClickException(
+            f"{WORKER_HOSTS_ENV} is not set; set it to the workers' host:port, comma-separated, and "
+            "JOB_COMPLETION_INDEX (or CLASSIFY_WORKER_INDEX) to this worker's position in it"
+        )
+    click.echo(json.dumps(config))

@@ -8,4 +8,8 @@ class ExportError(Exception):
     """The exported graph does not honour the contract (wrong signature, or different predictions)."""
 
 
-USER_ERRORS = (DataError, FormatError, ExportError)
+class DistributionError(Exception):
+    """--strategy cannot run as asked: no cluster configured, a malformed TF_CONFIG, an uneven batch."""
+
+
+USER_ERRORS = (DataError, FormatError, ExportError, DistributionError)

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,8 +14,10 @@ from pathlib import Path
 from classify_train.data.dataset import DataError, Dataset
 from classify_train.data.split import ValidationSplit, carve_validation, rows
 from classify_train.datasets import load_dataset
+from classify_train.distribute import ONE, Distribution
+from classify_train.errors import DistributionError
 from classify_train.metadata import build_model_json
-from classify_train.recipes import Recipe, get_recipe
+from classify_train.recipes import MODEL_NAMES, Recipe, get_recipe
 
 # Interrupted runs keep their checkpoints here, one folder per (model, settings, data) so a resumed run
 # can never continue a different one; a dot-folder, so servers scanning the repository skip it.
@@ -27,7 +30,7 @@ _VERIFY_ROWS = 64
 @dataclass(frozen=True)
 class TrainResult:
     name: str
-    version_dir: Path
+    version_dir: Path | None  # None on a multi-worker run's workers other than the chief
     validation_accuracy: float
     seconds: float
 
@@ -43,15 +46,18 @@ def train_and_export(
     resume: bool = True,
     report: bool = True,
     echo: Callable[[str], None] = print,
+    distribution: Distribution = ONE,
 ) -> TrainResult:
+    """Train ``name`` and publish it in ``repo``. In a multi-worker run every worker calls this; only the
+    chief writes into ``repo``, the others train in step with it and export into a temporary folder."""
     recipe = get_recipe(name)
+    refuse_unsupported(recipe, distribution)
     dataset = load_dataset(recipe.dataset, data_dir)
     split = carve_validation(dataset.labels, seed=seed)
     data_section = describe_data(dataset, split)
-    run_dir = (
-        repo / CHECKPOINTS_DIR / run_key(recipe, quick=quick, epochs=epochs, seed=seed, data=data_section)
-    )
-    if not resume and run_dir.exists():
+    key = run_key(recipe, quick=quick, epochs=epochs, seed=seed, data=data_section, distribution=distribution)
+    run_dir = repo / CHECKPOINTS_DIR / key
+    if distribution.is_chief and not resume and run_dir.exists():
         shutil.rmtree(run_dir)
 
     # TensorFlow loads here, not at import: the CLI's other commands and --help stay fast.
@@ -73,10 +79,14 @@ def train_and_export(
         data_section["source_files"].update(extra.source_files)
         return list(extra.inputs)
 
-    trained = train(
-        recipe, dataset, split, quick=quick, epochs=epochs, seed=seed, run_dir=run_dir,
-        unlabelled=unlabelled, echo=echo,
-    )  # fmt: skip
+    keras_only = {"distribution": distribution} if recipe.framework == "keras" else {}
+    with distribution.worker_files(run_dir, resume=resume) as work_dir:
+        trained = train(
+            recipe, dataset, split, quick=quick, epochs=epochs, seed=seed, run_dir=work_dir,
+            unlabelled=unlabelled, echo=echo, **keras_only,
+        )  # fmt: skip
+    if recipe.framework == "keras":
+        trained.training["distribution"] = distribution.describe(recipe.schedule(quick))
 
     def document_for(version: int) -> dict:
         return build_model_json(
@@ -103,16 +113,31 @@ def train_and_export(
             write_training_report(staging, recipe, trained, dataset, split, document=document_for(0))
 
     sample, _ = rows(dataset, split.validation_indices[:_VERIFY_ROWS])
+    if not distribution.is_chief:
+        # The TF docs' advice for the workers other than the chief: save the same way, into a temporary
+        # folder that is then dropped; the chief alone publishes, and cleans the checkpoints up.
+        with tempfile.TemporaryDirectory(prefix=f"classify-worker-{distribution.task_index}-") as scratch:
+            export_model(trained, Path(scratch), name, document_for, sample)
+        return TrainResult(name, None, trained.metrics["validation_accuracy"], trained.training["seconds"])
     version_dir = export_model(trained, repo, name, document_for, sample, add_files=add_files)
     shutil.rmtree(run_dir, ignore_errors=True)
     _remove_if_empty(repo / CHECKPOINTS_DIR)
     return TrainResult(name, version_dir, trained.metrics["validation_accuracy"], trained.training["seconds"])
 
 
-def run_key(recipe: Recipe, *, quick: bool, epochs: int | None, seed: int, data: dict) -> str:
-    """Names the checkpoint folder: everything that must match for a resumed run to be the same run."""
+def run_key(
+    recipe: Recipe,
+    *,
+    quick: bool,
+    epochs: int | None,
+    seed: int,
+    data: dict,
+    distribution: Distribution = ONE,
+) -> str:
+    """Names the checkpoint folder: everything that must match for a resumed run to be the same run
+    (the schedule as scaled for the replicas: another global batch is another run)."""
     settings = {
-        "schedule": asdict(recipe.schedule(quick)),
+        "schedule": asdict(distribution.scale(recipe.schedule(quick))),
         "epochs": epochs,
         "seed": seed,
         "quick": quick,
@@ -120,6 +145,17 @@ def run_key(recipe: Recipe, *, quick: bool, epochs: int | None, seed: int, data:
     }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
     return f"{recipe.name}{'-quick' if quick else ''}-{digest[:12]}"
+
+
+def refuse_unsupported(recipe: Recipe, distribution: Distribution) -> None:
+    """The raw-TensorFlow loop runs on one device: its hand-written optimizers update plain variables,
+    which a strategy's replicas could not keep in step without a loop rewritten for ``strategy.run``."""
+    if recipe.framework == "tensorflow" and distribution.distributed:
+        raise DistributionError(
+            f"{recipe.name} trains with the course's low-level TensorFlow loop, which runs on one device; "
+            f"use --strategy one (or auto, without a cluster) for it, or a Keras model "
+            f"({', '.join(MODEL_NAMES)}) with --strategy {distribution.mode}"
+        )
 
 
 def _remove_if_empty(directory: Path) -> None:

@@ -8,7 +8,6 @@ same command again after an interruption continues from the last finished epoch.
 from __future__ import annotations
 
 import importlib
-import json
 import math
 import time
 from collections.abc import Callable
@@ -24,9 +23,11 @@ import tensorflow as tf
 from classify_train.buckets import LengthBuckets
 from classify_train.data.dataset import Dataset
 from classify_train.data.split import ValidationSplit, rows, subset
+from classify_train.distribute import ONE, Distribution
 from classify_train.models.summary import describe_architecture
 from classify_train.progress import ProgressReporter
 from classify_train.recipes import Recipe, Schedule
+from classify_train.training_logs import HistoryLog, ScalarLogs
 
 if TYPE_CHECKING:
     from classify_train.models.imdb import ReviewEncoder
@@ -65,10 +66,12 @@ def train(
     run_dir: Path | None = None,
     unlabelled: Callable[[], list[str]] | None = None,
     echo: Callable[[str], None] = print,
+    distribution: Distribution = ONE,
 ) -> TrainedModel:
     """Fit ``recipe`` on the training rows of ``split``; ``unlabelled`` supplies extra texts for the
-    vocabulary and embedding pre-training when the recipe asks for them (never labels, never validation)."""
-    schedule = recipe.schedule(quick)
+    vocabulary and embedding pre-training when the recipe asks for them (never labels, never validation).
+    The model is built and fitted in ``distribution``'s strategy, with its batch and learning rate."""
+    schedule = distribution.scale(recipe.schedule(quick))
     epochs = epochs or schedule.epochs
     keras.utils.set_random_seed(seed)
     train_indices = subset(dataset.labels, split.train_indices, schedule.train_examples, seed)
@@ -81,24 +84,27 @@ def train(
     started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     clock, cpu_clock = time.perf_counter(), time.process_time()
     encoder = None
-    model = build_model(recipe, schedule)
     self_training: dict[str, Any] = {}
-    if recipe.dataset == "imdb":
-        from classify_train.text import prepare_text_model
+    with distribution.scope():  # the model's (and optimizer's) variables: one copy per replica
+        model = build_model(recipe, schedule)
+        if recipe.dataset == "imdb":
+            from classify_train.text import prepare_text_model
 
-        text = prepare_text_model(
-            model, schedule, x_train, x_val, unlabelled, seed=seed, run_dir=run_dir, echo=echo
-        )
-        encoder, x_train, x_val = text.encoder, text.ids_train, text.ids_val
-        if schedule.pseudo_label_confidence and text.ids_unlabelled is not None:
-            model, x_train, y_train, self_training = _teach(
-                recipe, schedule, model, text, (y_train, y_val),
-                epochs=epochs, seed=seed, run_dir=run_dir, echo=echo,
-            )  # fmt: skip
-    history_log = fit(
-        model, schedule, (x_train, y_train), (x_val, y_val), epochs=epochs, seed=seed,
-        run_dir=run_dir, label=recipe.name, text=encoder is not None, echo=echo,
-    )  # fmt: skip
+            text = prepare_text_model(
+                model, schedule, x_train, x_val, unlabelled, seed=seed, run_dir=run_dir, echo=echo
+            )
+            encoder, x_train, x_val = text.encoder, text.ids_train, text.ids_val
+            if schedule.pseudo_label_confidence and text.ids_unlabelled is not None:
+                model, x_train, y_train, self_training = _teach(
+                    recipe, schedule, model, text, (y_train, y_val),
+                    epochs=epochs, seed=seed, run_dir=run_dir, echo=echo,
+                )  # fmt: skip
+        history_log = fit(
+            model, schedule, (x_train, y_train), (x_val, y_val), epochs=epochs, seed=seed,
+            run_dir=run_dir, label=distribution.label() + recipe.name, text=encoder is not None, echo=echo,
+        )  # fmt: skip
+    if distribution.distributed:
+        model = local_copy(recipe, schedule, model)
     history = history_log.epochs
     seconds = time.perf_counter() - clock + history_log.earlier_seconds
     final = history[-1] if history else {}
@@ -229,6 +235,14 @@ def _teach(
     return student, x_train, y_train, described
 
 
+def local_copy(recipe: Recipe, schedule: Schedule, model: keras.Model) -> keras.Model:
+    """The trained weights in a model built outside the strategy. Exporting and verifying it then runs no
+    collective op, so the chief can do it alone (a distributed predict would wait for the other workers)."""
+    local = build_model(recipe, schedule)
+    local.set_weights(model.get_weights())
+    return local
+
+
 def build_model(recipe: Recipe, schedule: Schedule) -> keras.Model:
     module_name, function_name = recipe.builder.split(":")
     module = importlib.import_module(f"classify_train.models.{module_name}")
@@ -309,83 +323,3 @@ def image_augmenter(options: dict[str, float], seed: int) -> Callable[[tf.Tensor
         return tf.cast(tf.clip_by_value(tf.round(warped), 0, 255), tf.uint8)
 
     return augment
-
-
-class HistoryLog(keras.callbacks.Callback):
-    """Per-epoch metrics and seconds, kept in a JSON file across interrupted and resumed runs (so learning
-    curves cover the whole training), and in memory for the report."""
-
-    def __init__(self, path: Path | None) -> None:
-        super().__init__()
-        self.path = path
-        self.epochs: list[dict[str, float]] = []
-        self.resumed_at_epoch = 0
-        self.earlier_seconds = 0.0
-        self._epoch_clock = 0.0
-
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        initial = int(getattr(self.model, "_initial_epoch", 0) or 0)
-        if self.path is not None and self.path.is_file() and initial:
-            saved = json.loads(self.path.read_text(encoding="utf-8"))
-            self.epochs = [entry for entry in saved if entry["epoch"] <= initial]
-            self.resumed_at_epoch = initial
-            self.earlier_seconds = sum(entry.get("seconds", 0.0) for entry in self.epochs)
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._epoch_clock = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        entry = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items() if _is_number(v)}}
-        entry["seconds"] = round(time.perf_counter() - self._epoch_clock, 2)
-        self.epochs = [e for e in self.epochs if e["epoch"] < epoch + 1] + [entry]
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.epochs, indent=1) + "\n", encoding="utf-8")
-
-
-class ScalarLogs(keras.callbacks.Callback):
-    """TensorBoard event files (``train/`` and ``validation/``: loss, accuracy; learning rate) written with
-    TensorFlow's own summary ops, so training does not need the ``tensorboard`` package installed, only
-    whoever views the logs: ``tensorboard --logdir REPO/NAME/VERSION/tensorboard``."""
-
-    def __init__(self, log_dir: Path) -> None:
-        super().__init__()
-        self.log_dir = log_dir
-        self._writers: dict[str, Any] = {}
-
-    def _writer(self, name: str) -> Any:
-        if name not in self._writers:
-            self._writers[name] = tf.summary.create_file_writer(str(self.log_dir / name))
-        return self._writers[name]
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        from tensorflow.core.framework import summary_pb2
-
-        metadata = summary_pb2.SummaryMetadata()
-        metadata.plugin_data.plugin_name = "scalars"  # how TensorBoard's scalar dashboard finds them
-        values = dict(logs or {})
-        learning_rate = getattr(self.model.optimizer, "learning_rate", None)
-        if learning_rate is not None:
-            values["learning_rate"] = float(np.asarray(learning_rate))
-        for key, value in values.items():
-            if not _is_number(value):
-                continue
-            writer_name, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
-            with self._writer(writer_name).as_default():
-                tf.summary.write(
-                    tag, tf.constant(float(value), tf.float32), step=epoch + 1, metadata=metadata
-                )
-        for writer in self._writers.values():
-            writer.flush()
-
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        for writer in self._writers.values():
-            writer.close()
-
-
-def _is_number(value: Any) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
