@@ -23,6 +23,7 @@ from classify_server.security import TokenAuthInterceptor, load_tokens, server_c
 from classify_server.serving.batcher import BatchingPolicy
 from classify_server.serving.data_plane import DataPlane
 from classify_server.serving.devices import configure_devices
+from classify_server.serving.labels import VersionLabels
 from classify_server.serving.registry import READY, ModelRegistry, ModelState, RunnerLoader
 from classify_server.serving.runner import configure_tensorflow
 from classify_server.serving.validation import InputLimits
@@ -57,6 +58,7 @@ class ClassifyServer:
             settings.versions_for,
             on_state=self._publish_model_health,
             load_runner=load_runner,
+            labels=VersionLabels(settings.model_version_labels, settings.canary_shares()),
         )
         self.metrics = ServerMetrics(self.registry) if settings.metrics_port >= 0 else None
         self.metrics_port: int | None = None

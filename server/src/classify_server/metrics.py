@@ -109,6 +109,7 @@ class ModelCollector(Collector):
             load.add_metric(labels, model.load_seconds)
         yield from (queued, batch, queue, compute, load)
         yield model_states(self._models)
+        yield version_labels(self._models)
 
 
 LABELS = ["model", "version"]
@@ -146,4 +147,16 @@ def model_states(models: ModelRegistry) -> Metric:
     for state in models.states():
         for version in state.versions:
             family.add_metric([state.name, str(version.version), version.state], 1)
+    return family
+
+
+def version_labels(models: ModelRegistry) -> Metric:
+    family = GaugeMetricFamily(
+        "classify_version_label",
+        "The version each version label names (value: the version)",
+        labels=["model", "label"],
+    )
+    for model, named in models.labels.all().items():
+        for label, version in named.items():
+            family.add_metric([model, label], version)
     return family

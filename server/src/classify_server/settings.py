@@ -15,6 +15,7 @@ from pydantic_settings import (
 )
 
 from classify_server.config_file import ConfigFileSource, config_file_path, reading_config_file
+from classify_server.serving.labels import LABEL_FORM, LABEL_PATTERN, LATEST, parse_share
 from classify_server.serving.version_policy import VersionPolicy
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -61,6 +62,20 @@ class ServerSettings(BaseSettings):
         description="How often to look for new, changed or removed versions in the repository; 0: never "
         "(load and unload then happen only through the LoadModel and UnloadModel RPCs)",
     )
+    # -- Production features of issue 21 (labels and canaries, response cache, payload log) ---------------
+    model_version_labels: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="Version labels per model, as JSON: "
+        '{"mnist-cnn": {"stable": 6, "canary": 7}}; requests may name a label instead of a version, and '
+        "unversioned ones go to 'stable' when it is loaded (else the newest non-canary version). "
+        "Changed at run time by the SetVersionLabel RPC (classify label)",
+    )
+    model_canary_split: dict[str, str | float] = Field(
+        default_factory=dict,
+        description="Share of unversioned requests sent to the version labelled canary, as JSON: "
+        '{"mnist-cnn": "10%"}; sticky per x-classify-route-key, else per x-request-id',
+    )
+    # -- End of the issue 21 block -------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for all interfaces")
     port: int = Field(8500, ge=0, le=65535, description="gRPC port; 0 picks a free one (logged)")
     metrics_port: int = Field(
@@ -210,6 +225,25 @@ class ServerSettings(BaseSettings):
     @classmethod
     def _valid_policies(cls, policies: dict[str, str]) -> dict[str, str]:
         return {name: str(VersionPolicy.parse(text)) for name, text in policies.items()}
+
+    @field_validator("model_version_labels")
+    @classmethod
+    def _valid_labels(cls, labels: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        for model, named in labels.items():
+            for label, version in named.items():
+                if not LABEL_PATTERN.fullmatch(label) or label == LATEST:
+                    raise ValueError(f"model {model!r}: version label {label!r} is not {LABEL_FORM}")
+                if version < 1:
+                    raise ValueError(f"model {model!r}: label {label!r} names version {version}, not >= 1")
+        return labels
+
+    @field_validator("model_canary_split")
+    @classmethod
+    def _valid_shares(cls, shares: dict[str, str | float]) -> dict[str, str | float]:
+        return {model: f"{parse_share(text) * 100:g}%" for model, text in shares.items()}
+
+    def canary_shares(self) -> dict[str, float]:
+        return {model: parse_share(text) for model, text in self.model_canary_split.items()}
 
     def versions_for(self, model: str) -> VersionPolicy:
         return VersionPolicy.parse(self.model_version_policies.get(model, self.version_policy))

@@ -33,6 +33,8 @@ class ClassifyCall:
     time_remaining: float | None = None
     # Which API the request came through, for metrics: native, kserve-v2, tf-serving.
     protocol: str = "native"
+    # A version label instead of a version ("" : none); see serving/labels.py.
+    version_label: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class DataPlane:
         spec: ModelSpec | None = None
         code = "OK"
         try:
-            model = self.registry.resolve(call.model, call.version)
+            model = self.registry.resolve(call.model, call.version, call.version_label)
             spec = model.spec
             return await self._classify(model, call)
         except BaseException as exc:
@@ -101,6 +103,14 @@ class DataPlane:
     def model_states(self) -> list[ModelState]:
         return self.registry.states()
 
-    def metadata(self, name: str, version: int | None) -> tuple[ModelSpec, list[int]]:
-        spec = self.registry.resolve(name, version).spec
+    def metadata(self, name: str, version: int | None, label: str = "") -> tuple[ModelSpec, list[int]]:
+        spec = self.registry.resolve(name, version, label).spec
         return spec, self.registry.versions(name)
+
+    def set_version_label(self, name: str, label: str, version: int) -> dict[str, int]:
+        """Point a label of a loaded model at one of its loaded versions (0 removes it)."""
+        self.registry.resolve(name, None)  # NOT_FOUND / UNAVAILABLE with the usual messages
+        return self.registry.labels.set(name, label, version, self.registry.versions(name))
+
+    def version_labels(self, name: str) -> dict[str, int]:
+        return self.registry.labels.of(name)
