@@ -25,6 +25,7 @@ from classify_server.serving.data_plane import DataPlane
 from classify_server.serving.devices import configure_devices
 from classify_server.serving.labels import VersionLabels
 from classify_server.serving.registry import READY, ModelRegistry, ModelState, RunnerLoader
+from classify_server.serving.response_cache import ResponseCache
 from classify_server.serving.runner import configure_tensorflow
 from classify_server.serving.validation import InputLimits
 from classify_server.settings import ServerSettings
@@ -46,6 +47,13 @@ def batching_policy(settings: ServerSettings) -> BatchingPolicy:
     )
 
 
+def response_cache(settings: ServerSettings) -> ResponseCache | None:
+    """The answer cache, when any model has --cache-rows / --model-cache-rows above 0."""
+    if settings.cache_rows <= 0 and not any(rows > 0 for rows in settings.model_cache_rows.values()):
+        return None
+    return ResponseCache(settings.cache_rows_for, int(settings.cache_max_mb * 1024 * 1024))
+
+
 class ClassifyServer:
     """Every service on one port. ``load_runner`` replaces the SavedModel loader (in-process tests)."""
 
@@ -63,8 +71,13 @@ class ClassifyServer:
         self.metrics = ServerMetrics(self.registry) if settings.metrics_port >= 0 else None
         self.metrics_port: int | None = None
         self.data_plane = DataPlane(
-            self.registry, InputLimits(settings.max_request_rows, settings.max_text_chars), self.metrics
+            self.registry,
+            InputLimits(settings.max_request_rows, settings.max_text_chars),
+            self.metrics,
+            cache=response_cache(settings),
         )
+        if self.metrics is not None and self.data_plane.cache is not None:
+            self.metrics.watch_cache(self.data_plane.cache)
         limit = settings.max_message_bytes
         self._tokens = load_tokens(settings.auth_tokens, settings.auth_tokens_file)
         self.server = grpc.aio.server(
@@ -134,6 +147,8 @@ class ClassifyServer:
     def _publish_model_health(self, state: ModelState) -> None:
         """Per-model health follows its state; once started, the server is SERVING while any model is."""
         self._set_health_later(state.name, state.state == READY)
+        if self.data_plane.cache is not None:  # a version that stops serving takes its answers with it
+            self.data_plane.cache.forget_unready(state)
         if self._started:
             for service in (OVERALL, *self.services):
                 self._set_health_later(service, self.registry.ready_count() > 0)

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from classify_server.serving.batcher import TIME_BUCKETS, BatcherStats
 from classify_server.serving.registry import LoadedModel, ModelRegistry
+from classify_server.serving.response_cache import ResponseCache
 
 UNKNOWN_MODEL = "_unknown"  # requests naming no loaded model: never one label value per typo
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -68,6 +69,10 @@ class ServerMetrics:
             )
         children[0].inc()
         children[1].observe(seconds)
+
+    def watch_cache(self, cache: ResponseCache) -> None:
+        """Export the answer cache's hits, misses, evictions and size, read at scrape time."""
+        self.registry.register(CacheCollector(cache))
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics on ``host:port`` (0 picks a free port) from a daemon thread; returns the port."""
@@ -160,3 +165,28 @@ def version_labels(models: ModelRegistry) -> Metric:
         for label, version in named.items():
             family.add_metric([model, label], version)
     return family
+
+
+class CacheCollector(Collector):
+    """The answer cache of each loaded version (--cache-rows): its counters start at 0 with the version."""
+
+    def __init__(self, cache: ResponseCache) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        caches = self._cache.caches()
+        for name, help_text in (
+            ("hits", "Rows answered from the answer cache, skipping the batcher"),
+            ("misses", "Rows looked up in the answer cache and sent to the model"),
+            ("evictions", "Rows dropped from the answer cache to stay within --cache-rows / --cache-max-mb"),
+        ):
+            family = CounterMetricFamily(f"classify_cache_{name}", help_text, labels=LABELS)
+            for cache in caches:
+                family.add_metric(model_labels(cache.owner), getattr(cache.stats, name))
+            yield family
+        rows = GaugeMetricFamily("classify_cache_rows", "Rows in the answer cache", labels=LABELS)
+        size = GaugeMetricFamily("classify_cache_bytes", "Estimated bytes of the answer cache", labels=LABELS)
+        for cache in caches:
+            rows.add_metric(model_labels(cache.owner), len(cache))
+            size.add_metric(model_labels(cache.owner), cache.bytes)
+        yield from (rows, size)

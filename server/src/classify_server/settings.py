@@ -75,6 +75,19 @@ class ServerSettings(BaseSettings):
         description="Share of unversioned requests sent to the version labelled canary, as JSON: "
         '{"mnist-cnn": "10%"}; sticky per x-classify-route-key, else per x-request-id',
     )
+    cache_rows: int = Field(
+        0,
+        ge=0,
+        description="Answers (rows) cached per model version, keyed by a hash of the version and the input "
+        "row: a repeated input skips the batcher. 0: no cache; --model-cache-rows sets it per model",
+    )
+    model_cache_rows: dict[str, int] = Field(
+        default_factory=dict,
+        description='Per-model --cache-rows overriding it, as JSON: {"mnist-cnn": 10000}',
+    )
+    cache_max_mb: float = Field(
+        64.0, gt=0, description="Memory bound of each version's answer cache, in MiB (besides --cache-rows)"
+    )
     # -- End of the issue 21 block -------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for all interfaces")
     port: int = Field(8500, ge=0, le=65535, description="gRPC port; 0 picks a free one (logged)")
@@ -244,6 +257,9 @@ class ServerSettings(BaseSettings):
 
     def canary_shares(self) -> dict[str, float]:
         return {model: parse_share(text) for model, text in self.model_canary_split.items()}
+
+    def cache_rows_for(self, model: str) -> int:
+        return self.model_cache_rows.get(model, self.cache_rows)
 
     def versions_for(self, model: str) -> VersionPolicy:
         return VersionPolicy.parse(self.model_version_policies.get(model, self.version_policy))

@@ -17,6 +17,7 @@ from classify_server.errors import DeadlineExceededError, code_of
 from classify_server.serving.batcher import BatcherStats
 from classify_server.serving.registry import LoadedModel, ModelRegistry, ModelState
 from classify_server.serving.repository import ModelSpec
+from classify_server.serving.response_cache import ResponseCache, classify_cached
 from classify_server.serving.validation import InputLimits, Payload, model_input
 
 if TYPE_CHECKING:  # metrics imports prometheus-client; the data plane works without it
@@ -47,11 +48,16 @@ class Classification:
 
 class DataPlane:
     def __init__(
-        self, registry: ModelRegistry, limits: InputLimits, metrics: ServerMetrics | None = None
+        self,
+        registry: ModelRegistry,
+        limits: InputLimits,
+        metrics: ServerMetrics | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.registry = registry
         self.limits = limits
         self._metrics = metrics
+        self.cache = cache
 
     async def classify(self, call: ClassifyCall) -> Classification:
         """Answer one request, counting its outcome and latency when metrics are on."""
@@ -82,7 +88,13 @@ class DataPlane:
             if call.time_remaining <= 0:
                 raise DeadlineExceededError("the request's deadline had passed when it arrived")
             deadline = asyncio.get_running_loop().time() + call.time_remaining
-        probabilities = await model.batcher.submit(batch, deadline)
+        cache = self.cache.rows_for(model) if self.cache is not None else None
+        if cache is None:
+            probabilities = await model.batcher.submit(batch, deadline)
+        else:
+            probabilities = await classify_cached(
+                cache, batch, lambda rows: model.batcher.submit(rows, deadline)
+            )
         indices, scores = top_classes(probabilities, call.top_k)
         return Classification(model.spec, probabilities, indices, scores)
 
