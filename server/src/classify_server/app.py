@@ -17,6 +17,7 @@ from classify_server.http.app import build_app
 from classify_server.http.guard import HttpContext
 from classify_server.http.server import HttpServer
 from classify_server.metrics import ServerMetrics
+from classify_server.payload_log import PayloadLog
 from classify_server.protocols import kserve
 from classify_server.protocols.native import SERVICE_NAME, ClassifierServicer
 from classify_server.security import TokenAuthInterceptor, load_tokens, server_credentials
@@ -54,6 +55,17 @@ def response_cache(settings: ServerSettings) -> ResponseCache | None:
     return ResponseCache(settings.cache_rows_for, int(settings.cache_max_mb * 1024 * 1024))
 
 
+def payload_log(settings: ServerSettings) -> PayloadLog | None:
+    if settings.payload_log is None:
+        return None
+    return PayloadLog(
+        settings.payload_log,
+        settings.payload_log_sample,
+        settings.payload_log_buffer,
+        settings.payload_log_inputs,
+    )
+
+
 class ClassifyServer:
     """Every service on one port. ``load_runner`` replaces the SavedModel loader (in-process tests)."""
 
@@ -75,9 +87,12 @@ class ClassifyServer:
             InputLimits(settings.max_request_rows, settings.max_text_chars),
             self.metrics,
             cache=response_cache(settings),
+            payload_log=payload_log(settings),
         )
         if self.metrics is not None and self.data_plane.cache is not None:
             self.metrics.watch_cache(self.data_plane.cache)
+        if self.metrics is not None and self.data_plane.payload_log is not None:
+            self.metrics.watch_payload_log(self.data_plane.payload_log)
         limit = settings.max_message_bytes
         self._tokens = load_tokens(settings.auth_tokens, settings.auth_tokens_file)
         self.server = grpc.aio.server(
@@ -203,6 +218,8 @@ class ClassifyServer:
                 self.metrics_port,
                 extra={"event": "metrics_listening", "port": self.metrics_port},
             )
+        if self.data_plane.payload_log is not None:
+            self.data_plane.payload_log.start()
         await self.registry.reconcile()
         self._started = True
         ready = self.registry.ready_count()
@@ -255,6 +272,8 @@ class ClassifyServer:
             *([self.http.stop(self.settings.grace_seconds)] if self.http is not None else []),
         )
         await self.registry.close()
+        if self.data_plane.payload_log is not None:  # what the sink accepts in time is written
+            await asyncio.to_thread(self.data_plane.payload_log.close)
         log.info("stopped", extra={"event": "server_stopped"})
 
 

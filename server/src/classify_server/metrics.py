@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from classify_server.payload_log import PayloadLog
 from classify_server.serving.batcher import TIME_BUCKETS, BatcherStats
 from classify_server.serving.registry import LoadedModel, ModelRegistry
 from classify_server.serving.response_cache import ResponseCache
@@ -73,6 +74,10 @@ class ServerMetrics:
     def watch_cache(self, cache: ResponseCache) -> None:
         """Export the answer cache's hits, misses, evictions and size, read at scrape time."""
         self.registry.register(CacheCollector(cache))
+
+    def watch_payload_log(self, payload_log: PayloadLog) -> None:
+        """Export the payload log's written, dropped and failed entries, read at scrape time."""
+        self.registry.register(PayloadLogCollector(payload_log))
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics on ``host:port`` (0 picks a free port) from a daemon thread; returns the port."""
@@ -190,3 +195,18 @@ class CacheCollector(Collector):
             rows.add_metric(model_labels(cache.owner), len(cache))
             size.add_metric(model_labels(cache.owner), cache.bytes)
         yield from (rows, size)
+
+
+class PayloadLogCollector(Collector):
+    def __init__(self, payload_log: PayloadLog) -> None:
+        self._log = payload_log
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "classify_payload_log_entries",
+            "Sampled payload log entries: written, dropped (buffer full) or failed (the sink refused them)",
+            labels=["outcome"],
+        )
+        for outcome in ("written", "dropped", "failed"):
+            family.add_metric([outcome], getattr(self._log.stats, outcome))
+        yield family

@@ -88,6 +88,26 @@ class ServerSettings(BaseSettings):
     cache_max_mb: float = Field(
         64.0, gt=0, description="Memory bound of each version's answer cache, in MiB (besides --cache-rows)"
     )
+    payload_log: str | None = Field(
+        None,
+        description="Log a sample of requests and answers: a file PATH (JSON lines, appended) or an "
+        "http(s):// URL (each entry POSTed as a CloudEvent); written by a background thread, never blocking "
+        "a request",
+    )
+    payload_log_sample: float = Field(
+        0.01, ge=0, le=1, description="Share of requests --payload-log records (1.0: every request)"
+    )
+    payload_log_inputs: Literal["summary", "full"] = Field(
+        "summary",
+        description="Inputs in the payload log: summary (image shapes, texts' first 80 characters) or full "
+        "(pixels as base64, whole texts)",
+    )
+    payload_log_buffer: int = Field(
+        10_000,
+        ge=1,
+        description="Entries waiting for the payload log's sink; beyond it entries are dropped and counted "
+        '(classify_payload_log_entries_total{outcome="dropped"}), never waited for',
+    )
     # -- End of the issue 21 block -------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for all interfaces")
     port: int = Field(8500, ge=0, le=65535, description="gRPC port; 0 picks a free one (logged)")

@@ -22,6 +22,7 @@ from classify_server.serving.validation import InputLimits, Payload, model_input
 
 if TYPE_CHECKING:  # metrics imports prometheus-client; the data plane works without it
     from classify_server.metrics import ServerMetrics
+    from classify_server.payload_log import PayloadLog
 
 
 @dataclass(frozen=True)
@@ -53,33 +54,36 @@ class DataPlane:
         limits: InputLimits,
         metrics: ServerMetrics | None = None,
         cache: ResponseCache | None = None,
+        payload_log: PayloadLog | None = None,
     ) -> None:
         self.registry = registry
         self.limits = limits
         self._metrics = metrics
         self.cache = cache
+        self.payload_log = payload_log
 
     async def classify(self, call: ClassifyCall) -> Classification:
         """Answer one request, counting its outcome and latency when metrics are on."""
         started = time.perf_counter()
         spec: ModelSpec | None = None
+        result: Classification | None = None
         code = "OK"
         try:
             model = self.registry.resolve(call.model, call.version, call.version_label)
             spec = model.spec
-            return await self._classify(model, call)
+            result = await self._classify(model, call)
+            return result
         except BaseException as exc:
             code = code_of(exc).name
             raise
         finally:
+            seconds = time.perf_counter() - started
             if self._metrics is not None:
                 self._metrics.observe(
-                    spec.name if spec else None,
-                    spec.version if spec else None,
-                    call.protocol,
-                    code,
-                    time.perf_counter() - started,
+                    spec.name if spec else None, spec.version if spec else None, call.protocol, code, seconds
                 )
+            if self.payload_log is not None:
+                self.payload_log.offer(call, spec, code, seconds, result)
 
     async def _classify(self, model: LoadedModel, call: ClassifyCall) -> Classification:
         batch = model_input(call.payload, model.spec, self.limits)
