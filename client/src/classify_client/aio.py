@@ -55,6 +55,7 @@ class AsyncClient(ClientCore):
         return_probabilities: bool = False,
         timeout: Timeout = UNSET,
         headers: Mapping[str, str] | None = None,
+        version_label: str | None = None,
     ) -> ClassifyResult:
         """Classify N images or N texts with one model; one prediction per item, in input order."""
         plan = self._classify_plan(
@@ -66,6 +67,7 @@ class AsyncClient(ClientCore):
             return_probabilities=return_probabilities,
             timeout=timeout,
             headers=headers,
+            version_label=version_label,
         )
         first = await self._call_classify(plan.first_request(), plan)
         if len(plan.bounds) == 1:
@@ -129,6 +131,18 @@ class AsyncClient(ClientCore):
     ) -> ModelInfo:
         """Stop serving a model (queued requests finish) until ``load_model``."""
         return await self._unary(self._unload_model_call(model, timeout, headers))
+
+    async def set_version_label(
+        self,
+        model: str,
+        label: str,
+        version: int,
+        *,
+        timeout: Timeout = UNSET,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, int]:
+        """Point ``label`` of ``model`` at a loaded ``version`` (0 removes it); every label afterwards."""
+        return await self._unary(self._set_version_label_call(model, label, version, timeout, headers))
 
     async def metadata(
         self,

@@ -81,6 +81,7 @@ class Client(ClientCore):
         return_probabilities: bool = False,
         timeout: Timeout = UNSET,
         headers: Mapping[str, str] | None = None,
+        version_label: str | None = None,
     ) -> ClassifyResult:
         """Classify N images or N texts with one model; one prediction per item, in input order."""
         plan = self._classify_plan(
@@ -92,6 +93,7 @@ class Client(ClientCore):
             return_probabilities=return_probabilities,
             timeout=timeout,
             headers=headers,
+            version_label=version_label,
         )
         first = self._call_classify(plan.first_request(), plan)
         if len(plan.bounds) == 1:
@@ -112,6 +114,7 @@ class Client(ClientCore):
         return_probabilities: bool = False,
         timeout: Timeout = UNSET,
         headers: Mapping[str, str] | None = None,
+        version_label: str | None = None,
     ) -> ClassifyFuture:
         """Start one Classify call without waiting (never split into chunks); see ``classify``."""
         plan = self._classify_plan(
@@ -123,6 +126,7 @@ class Client(ClientCore):
             return_probabilities=return_probabilities,
             timeout=timeout,
             headers=headers,
+            version_label=version_label,
         )
         return self._future(plan.whole_request(), plan)
 
@@ -198,6 +202,18 @@ class Client(ClientCore):
     ) -> ModelInfo:
         """Stop serving a model (queued requests finish) until ``load_model``."""
         return self._unary(self._unload_model_call(model, timeout, headers))
+
+    def set_version_label(
+        self,
+        model: str,
+        label: str,
+        version: int,
+        *,
+        timeout: Timeout = UNSET,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, int]:
+        """Point ``label`` of ``model`` at a loaded ``version`` (0 removes it); every label afterwards."""
+        return self._unary(self._set_version_label_call(model, label, version, timeout, headers))
 
     def metadata(
         self,

@@ -107,10 +107,12 @@ def classify_request(
     version: int | None = None,
     return_probabilities: bool = False,
     request_id: str = "",
+    version_label: str = "",
 ) -> classify_pb2.ClassifyRequest:
     request = classify_pb2.ClassifyRequest(
         model=model,
         version=version or 0,
+        version_label=version_label,
         top_k=top_k,
         return_probabilities=return_probabilities,
         request_id=request_id,
@@ -187,6 +189,7 @@ def model_info_from_proto(message: classify_pb2.ModelSummary) -> ModelInfo:
         state=message.state,
         reason=message.reason,
         versions=tuple(VersionStatus(int(v.version), v.state, v.reason) for v in message.versions),
+        version_labels={label: int(version) for label, version in sorted(message.version_labels.items())},
     )
 
 

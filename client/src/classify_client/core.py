@@ -94,21 +94,25 @@ class ClassifyPlan:
     deadline: Deadline
     metadata: Metadata
     bounds: list[tuple[int, int]]
+    version_label: str = ""
 
-    def request(self, start: int, stop: int, version: int | None) -> classify_pb2.ClassifyRequest:
+    def request(
+        self, start: int, stop: int, version: int | None, version_label: str = ""
+    ) -> classify_pb2.ClassifyRequest:
         return classify_request(
             self.model,
             self.inputs.rows(start, stop),
             top_k=self.top_k,
             version=version,
             return_probabilities=self.return_probabilities,
+            version_label=version_label,
         )
 
     def first_request(self) -> classify_pb2.ClassifyRequest:
-        return self.request(*self.bounds[0], self.version)
+        return self.request(*self.bounds[0], self.version, self.version_label)
 
     def whole_request(self) -> classify_pb2.ClassifyRequest:
-        return self.request(0, len(self.inputs), self.version)
+        return self.request(0, len(self.inputs), self.version, self.version_label)
 
     def later_bounds(self) -> list[tuple[int, int]]:
         """The chunks after the first. Their requests are pinned to the version the first answer names,
@@ -243,6 +247,7 @@ class ClientCore:
         return_probabilities: bool,
         timeout: Timeout,
         headers: Mapping[str, str] | None,
+        version_label: str | None = None,
     ) -> ClassifyPlan:
         inputs = as_inputs(images, texts)
         top_k = check_top_k(top_k)
@@ -255,6 +260,7 @@ class ClientCore:
             deadline=Deadline(self._defaults.timeout_for(timeout)),
             metadata=self._defaults.metadata_for(headers),
             bounds=chunk_bounds(len(inputs), self.chunk_rows),
+            version_label=version_label or "",
         )
 
     def _classify_sender(
@@ -333,6 +339,18 @@ class ClientCore:
             classify_pb2.UnloadModelRequest(model=model),
             model_info_from_proto,
             idempotent=False,
+            timeout=timeout,
+            headers=headers,
+        )
+
+    def _set_version_label_call(
+        self, model: str, label: str, version: int, timeout: Timeout, headers: Mapping[str, str] | None
+    ) -> UnaryCall[dict[str, int]]:
+        return self._unary_call(
+            self._stub.SetVersionLabel,
+            classify_pb2.SetVersionLabelRequest(model=model, label=label, version=version),
+            lambda answer: {name: int(v) for name, v in sorted(answer.labels.items())},
+            idempotent=True,  # setting a label twice leaves it as setting it once
             timeout=timeout,
             headers=headers,
         )

@@ -93,6 +93,8 @@ class ModelInfo:
     state: str
     reason: str = ""
     versions: tuple[VersionStatus, ...] = ()
+    # Version labels (stable, canary, ...) -> the version each names.
+    version_labels: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,16 @@ from classify_server.http.app import build_app
 from classify_server.http.guard import HttpContext
 from classify_server.http.server import HttpServer
 from classify_server.metrics import ServerMetrics
+from classify_server.payload_log import PayloadLog
 from classify_server.protocols import kserve
 from classify_server.protocols.native import SERVICE_NAME, ClassifierServicer
 from classify_server.security import TokenAuthInterceptor, load_tokens, server_credentials
 from classify_server.serving.batcher import BatchingPolicy
 from classify_server.serving.data_plane import DataPlane
 from classify_server.serving.devices import configure_devices
+from classify_server.serving.labels import VersionLabels
 from classify_server.serving.registry import READY, ModelRegistry, ModelState, RunnerLoader
+from classify_server.serving.response_cache import ResponseCache
 from classify_server.serving.runner import configure_tensorflow
 from classify_server.serving.validation import InputLimits
 from classify_server.settings import ServerSettings
@@ -65,6 +68,24 @@ def connection_options(settings: ServerSettings) -> list[tuple[str, int]]:
     return options
 
 
+def response_cache(settings: ServerSettings) -> ResponseCache | None:
+    """The answer cache, when any model has --cache-rows / --model-cache-rows above 0."""
+    if settings.cache_rows <= 0 and not any(rows > 0 for rows in settings.model_cache_rows.values()):
+        return None
+    return ResponseCache(settings.cache_rows_for, int(settings.cache_max_mb * 1024 * 1024))
+
+
+def payload_log(settings: ServerSettings) -> PayloadLog | None:
+    if settings.payload_log is None:
+        return None
+    return PayloadLog(
+        settings.payload_log,
+        settings.payload_log_sample,
+        settings.payload_log_buffer,
+        settings.payload_log_inputs,
+    )
+
+
 class ClassifyServer:
     """Every service on one port. ``load_runner`` replaces the SavedModel loader (in-process tests)."""
 
@@ -77,12 +98,21 @@ class ClassifyServer:
             settings.versions_for,
             on_state=self._publish_model_health,
             load_runner=load_runner,
+            labels=VersionLabels(settings.model_version_labels, settings.canary_shares()),
         )
         self.metrics = ServerMetrics(self.registry) if settings.metrics_port >= 0 else None
         self.metrics_port: int | None = None
         self.data_plane = DataPlane(
-            self.registry, InputLimits(settings.max_request_rows, settings.max_text_chars), self.metrics
+            self.registry,
+            InputLimits(settings.max_request_rows, settings.max_text_chars),
+            self.metrics,
+            cache=response_cache(settings),
+            payload_log=payload_log(settings),
         )
+        if self.metrics is not None and self.data_plane.cache is not None:
+            self.metrics.watch_cache(self.data_plane.cache)
+        if self.metrics is not None and self.data_plane.payload_log is not None:
+            self.metrics.watch_payload_log(self.data_plane.payload_log)
         limit = settings.max_message_bytes
         self._tokens = load_tokens(settings.auth_tokens, settings.auth_tokens_file)
         self.server = grpc.aio.server(
@@ -154,6 +184,8 @@ class ClassifyServer:
     def _publish_model_health(self, state: ModelState) -> None:
         """Per-model health follows its state; once started, the server is SERVING while any model is."""
         self._set_health_later(state.name, state.state == READY)
+        if self.data_plane.cache is not None:  # a version that stops serving takes its answers with it
+            self.data_plane.cache.forget_unready(state)
         if self._started:
             for service in (OVERALL, *self.services):
                 self._set_health_later(service, self.registry.ready_count() > 0)
@@ -208,6 +240,8 @@ class ClassifyServer:
                 self.metrics_port,
                 extra={"event": "metrics_listening", "port": self.metrics_port},
             )
+        if self.data_plane.payload_log is not None:
+            self.data_plane.payload_log.start()
         await self.registry.reconcile()
         self._started = True
         ready = self.registry.ready_count()
@@ -260,6 +294,8 @@ class ClassifyServer:
             *([self.http.stop(self.settings.grace_seconds)] if self.http is not None else []),
         )
         await self.registry.close()
+        if self.data_plane.payload_log is not None:  # what the sink accepts in time is written
+            await asyncio.to_thread(self.data_plane.payload_log.close)
         log.info("stopped", extra={"event": "server_stopped"})
 
 

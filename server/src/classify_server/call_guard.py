@@ -16,7 +16,13 @@ import grpc
 
 from classify_server.concurrency import ConcurrencyLimit
 from classify_server.errors import InvalidInputError, OverloadedError, model_of, status_of
-from classify_server.request_ids import REQUEST_ID_HEADER, current_call, request_id_of
+from classify_server.request_ids import (
+    REQUEST_ID_HEADER,
+    current_call,
+    current_route_key,
+    request_id_of,
+    route_key_of,
+)
 
 # Probes of the KServe protocol: like grpc.health.v1, never refused for being busy.
 UNCOUNTED_METHODS = frozenset(
@@ -156,6 +162,7 @@ def _enter(method: str, context: grpc.aio.ServicerContext) -> None:
     request_id = request_id_of(context)
     context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
     current_call.set((request_id, method))
+    current_route_key.set(route_key_of(context))  # canary routing: serving/labels.py
 
 
 def _refuse(context: grpc.aio.ServicerContext, limit: ConcurrencyLimit, model: str = "") -> None:

@@ -51,6 +51,12 @@ class UnavailableError(ClassifyServerError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class FailedPreconditionError(ClassifyServerError):
+    """The request is valid but the server's state refuses it (a label naming an unloaded version)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class UnauthenticatedError(ClassifyServerError):
     code = grpc.StatusCode.UNAUTHENTICATED
 

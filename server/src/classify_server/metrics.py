@@ -15,8 +15,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from classify_server.payload_log import PayloadLog
 from classify_server.serving.batcher import TIME_BUCKETS, BatcherStats
 from classify_server.serving.registry import LoadedModel, ModelRegistry
+from classify_server.serving.response_cache import ResponseCache
 
 UNKNOWN_MODEL = "_unknown"  # requests naming no loaded model: never one label value per typo
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -69,6 +71,14 @@ class ServerMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
+    def watch_cache(self, cache: ResponseCache) -> None:
+        """Export the answer cache's hits, misses, evictions and size, read at scrape time."""
+        self.registry.register(CacheCollector(cache))
+
+    def watch_payload_log(self, payload_log: PayloadLog) -> None:
+        """Export the payload log's written, dropped and failed entries, read at scrape time."""
+        self.registry.register(PayloadLogCollector(payload_log))
+
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics on ``host:port`` (0 picks a free port) from a daemon thread; returns the port."""
         try:
@@ -109,6 +119,7 @@ class ModelCollector(Collector):
             load.add_metric(labels, model.load_seconds)
         yield from (queued, batch, queue, compute, load)
         yield model_states(self._models)
+        yield version_labels(self._models)
 
 
 LABELS = ["model", "version"]
@@ -147,3 +158,55 @@ def model_states(models: ModelRegistry) -> Metric:
         for version in state.versions:
             family.add_metric([state.name, str(version.version), version.state], 1)
     return family
+
+
+def version_labels(models: ModelRegistry) -> Metric:
+    family = GaugeMetricFamily(
+        "classify_version_label",
+        "The version each version label names (value: the version)",
+        labels=["model", "label"],
+    )
+    for model, named in models.labels.all().items():
+        for label, version in named.items():
+            family.add_metric([model, label], version)
+    return family
+
+
+class CacheCollector(Collector):
+    """The answer cache of each loaded version (--cache-rows): its counters start at 0 with the version."""
+
+    def __init__(self, cache: ResponseCache) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        caches = self._cache.caches()
+        for name, help_text in (
+            ("hits", "Rows answered from the answer cache, skipping the batcher"),
+            ("misses", "Rows looked up in the answer cache and sent to the model"),
+            ("evictions", "Rows dropped from the answer cache to stay within --cache-rows / --cache-max-mb"),
+        ):
+            family = CounterMetricFamily(f"classify_cache_{name}", help_text, labels=LABELS)
+            for cache in caches:
+                family.add_metric(model_labels(cache.owner), getattr(cache.stats, name))
+            yield family
+        rows = GaugeMetricFamily("classify_cache_rows", "Rows in the answer cache", labels=LABELS)
+        size = GaugeMetricFamily("classify_cache_bytes", "Estimated bytes of the answer cache", labels=LABELS)
+        for cache in caches:
+            rows.add_metric(model_labels(cache.owner), len(cache))
+            size.add_metric(model_labels(cache.owner), cache.bytes)
+        yield from (rows, size)
+
+
+class PayloadLogCollector(Collector):
+    def __init__(self, payload_log: PayloadLog) -> None:
+        self._log = payload_log
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "classify_payload_log_entries",
+            "Sampled payload log entries: written, dropped (buffer full) or failed (the sink refused them)",
+            labels=["outcome"],
+        )
+        for outcome in ("written", "dropped", "failed"):
+            family.add_metric([outcome], getattr(self._log.stats, outcome))
+        yield family

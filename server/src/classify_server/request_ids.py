@@ -13,10 +13,14 @@ from contextvars import ContextVar
 import grpc
 
 REQUEST_ID_HEADER = "x-request-id"
+# A caller's own key for canary routing (a user or session id): requests with one key stay on one version.
+ROUTE_KEY_HEADER = "x-classify-route-key"
 MAX_REQUEST_ID_CHARS = 128  # a caller's id ends up in every log line about its call: keep it bounded
 
 # (request id, method) of the call being served; empty outside calls (start-up, polling, health).
 current_call: ContextVar[tuple[str, str]] = ContextVar("current_call", default=("", ""))
+# The caller's x-classify-route-key, or "" (then the request id routes the call).
+current_route_key: ContextVar[str] = ContextVar("current_route_key", default="")
 
 # A random process prefix and a counter: unique across replicas and restarts, and far cheaper per call
 # than a uuid4 (no system call, no formatting of 128 bits).
@@ -35,3 +39,12 @@ def request_id_of(context: grpc.aio.ServicerContext) -> str:
             text = value if isinstance(value, str) else value.decode("utf-8", "replace")
             return text[:MAX_REQUEST_ID_CHARS] if text else new_request_id()
     return new_request_id()
+
+
+def route_key_of(context: grpc.aio.ServicerContext) -> str:
+    """The caller's ``x-classify-route-key`` (trimmed like a request id), or ""."""
+    for key, value in context.invocation_metadata() or ():
+        if key == ROUTE_KEY_HEADER:
+            text = value if isinstance(value, str) else value.decode("utf-8", "replace")
+            return text[:MAX_REQUEST_ID_CHARS]
+    return ""

@@ -15,6 +15,7 @@ from pydantic_settings import (
 )
 
 from classify_server.config_file import ConfigFileSource, config_file_path, reading_config_file
+from classify_server.serving.labels import LABEL_FORM, LABEL_PATTERN, LATEST, parse_share
 from classify_server.serving.version_policy import VersionPolicy
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -61,6 +62,53 @@ class ServerSettings(BaseSettings):
         description="How often to look for new, changed or removed versions in the repository; 0: never "
         "(load and unload then happen only through the LoadModel and UnloadModel RPCs)",
     )
+    # -- Production features of issue 21 (labels and canaries, response cache, payload log) ---------------
+    model_version_labels: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="Version labels per model, as JSON: "
+        '{"mnist-cnn": {"stable": 6, "canary": 7}}; requests may name a label instead of a version, and '
+        "unversioned ones go to 'stable' when it is loaded (else the newest non-canary version). "
+        "Changed at run time by the SetVersionLabel RPC (classify label)",
+    )
+    model_canary_split: dict[str, str | float] = Field(
+        default_factory=dict,
+        description="Share of unversioned requests sent to the version labelled canary, as JSON: "
+        '{"mnist-cnn": "10%"}; sticky per x-classify-route-key, else per x-request-id',
+    )
+    cache_rows: int = Field(
+        0,
+        ge=0,
+        description="Answers (rows) cached per model version, keyed by a hash of the version and the input "
+        "row: a repeated input skips the batcher. 0: no cache; --model-cache-rows sets it per model",
+    )
+    model_cache_rows: dict[str, int] = Field(
+        default_factory=dict,
+        description='Per-model --cache-rows overriding it, as JSON: {"mnist-cnn": 10000}',
+    )
+    cache_max_mb: float = Field(
+        64.0, gt=0, description="Memory bound of each version's answer cache, in MiB (besides --cache-rows)"
+    )
+    payload_log: str | None = Field(
+        None,
+        description="Log a sample of requests and answers: a file PATH (JSON lines, appended) or an "
+        "http(s):// URL (each entry POSTed as a CloudEvent); written by a background thread, never blocking "
+        "a request",
+    )
+    payload_log_sample: float = Field(
+        0.01, ge=0, le=1, description="Share of requests --payload-log records (1.0: every request)"
+    )
+    payload_log_inputs: Literal["summary", "full"] = Field(
+        "summary",
+        description="Inputs in the payload log: summary (image shapes, texts' first 80 characters) or full "
+        "(pixels as base64, whole texts)",
+    )
+    payload_log_buffer: int = Field(
+        10_000,
+        ge=1,
+        description="Entries waiting for the payload log's sink; beyond it entries are dropped and counted "
+        '(classify_payload_log_entries_total{outcome="dropped"}), never waited for',
+    )
+    # -- End of the issue 21 block -------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for all interfaces")
     port: int = Field(8500, ge=0, le=65535, description="gRPC port; 0 picks a free one (logged)")
     metrics_port: int = Field(
@@ -231,6 +279,28 @@ class ServerSettings(BaseSettings):
     @classmethod
     def _valid_policies(cls, policies: dict[str, str]) -> dict[str, str]:
         return {name: str(VersionPolicy.parse(text)) for name, text in policies.items()}
+
+    @field_validator("model_version_labels")
+    @classmethod
+    def _valid_labels(cls, labels: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        for model, named in labels.items():
+            for label, version in named.items():
+                if not LABEL_PATTERN.fullmatch(label) or label == LATEST:
+                    raise ValueError(f"model {model!r}: version label {label!r} is not {LABEL_FORM}")
+                if version < 1:
+                    raise ValueError(f"model {model!r}: label {label!r} names version {version}, not >= 1")
+        return labels
+
+    @field_validator("model_canary_split")
+    @classmethod
+    def _valid_shares(cls, shares: dict[str, str | float]) -> dict[str, str | float]:
+        return {model: f"{parse_share(text) * 100:g}%" for model, text in shares.items()}
+
+    def canary_shares(self) -> dict[str, float]:
+        return {model: parse_share(text) for model, text in self.model_canary_split.items()}
+
+    def cache_rows_for(self, model: str) -> int:
+        return self.model_cache_rows.get(model, self.cache_rows)
 
     def versions_for(self, model: str) -> VersionPolicy:
         return VersionPolicy.parse(self.model_version_policies.get(model, self.version_policy))

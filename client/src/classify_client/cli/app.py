@@ -13,6 +13,7 @@ import click
 from .bench import bench
 from .common import REQUEST_ID_HEADER, Connection, parse_headers
 from .health import health
+from .label import label_command
 from .models import load_command, models, unload_command
 from .score import score
 
@@ -75,5 +76,5 @@ def main(
     )
 
 
-for command in (score, models, health, load_command, unload_command, bench):
+for command in (score, models, health, load_command, unload_command, label_command, bench):
     main.add_command(command)

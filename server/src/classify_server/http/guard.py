@@ -17,11 +17,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from classify_server.concurrency import ConcurrencyLimit
 from classify_server.errors import InvalidInputError, OverloadedError, UnauthenticatedError
 from classify_server.http.errors import BodyTimeoutError, BodyTooLargeError, error_response
-from classify_server.request_ids import MAX_REQUEST_ID_CHARS, current_call, new_request_id
+from classify_server.request_ids import (
+    MAX_REQUEST_ID_CHARS,
+    current_call,
+    current_route_key,
+    new_request_id,
+)
 from classify_server.security import token_problem
 from classify_server.serving.data_plane import DataPlane
 
 REQUEST_ID_HEADER = b"x-request-id"
+ROUTE_KEY_HEADER = b"x-classify-route-key"
 Model = TypeVar("Model", bound=BaseModel)
 
 
@@ -137,13 +143,15 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = ""
+        request_id = route_key = ""
         for key, value in scope["headers"]:
             if key == REQUEST_ID_HEADER:
                 request_id = value.decode("latin-1")[:MAX_REQUEST_ID_CHARS]
-                break
+            elif key == ROUTE_KEY_HEADER:
+                route_key = value.decode("latin-1")[:MAX_REQUEST_ID_CHARS]
         request_id = request_id or new_request_id()
         current_call.set((request_id, f"{scope['method']} {scope['path']}"))
+        current_route_key.set(route_key)  # canary routing: serving/labels.py
         header = (REQUEST_ID_HEADER, request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:

@@ -130,7 +130,7 @@ def router(context: HttpContext) -> APIRouter:
 
     async def model_ready(request: Request, name: str, version: str) -> Response:
         try:
-            plane.metadata(name, kserve.parse_version(version))
+            plane.metadata(name, *kserve.parse_version(version))
         except ClassifyServerError as exc:
             if not isinstance(exc, InvalidInputError) and not context.draining:
                 return JSONResponse({"name": name, "ready": False, "error": str(exc)}, status_code=400)
@@ -139,7 +139,7 @@ def router(context: HttpContext) -> APIRouter:
 
     async def model_metadata(request: Request, name: str, version: str) -> Response:
         def answer(_: bytes) -> Any:
-            spec, versions = plane.metadata(name, kserve.parse_version(version))
+            spec, versions = plane.metadata(name, *kserve.parse_version(version))
             kind = ("UINT8", [-1, 28, 28]) if spec.input.kind == "image" else (kserve.TEXT_DTYPE, [-1])
             return _json(
                 {

@@ -42,6 +42,9 @@ class NativeClassifyRequest(BaseModel):
     texts: list[str] | None = Field(None, description="Texts (for text models such as imdb-lstm)")
     top_k: int = Field(1, ge=1, description="How many classes per item, best first")
     version: int | None = Field(None, ge=1, description="Model version; default: the newest ready one")
+    version_label: str | None = Field(
+        None, description="A version label (stable, canary) instead of a version; set at most one of the two"
+    )
     return_probabilities: bool = Field(False, description="Also return every class's probability")
 
 
@@ -79,6 +82,7 @@ UPLOAD_SCHEMA = {
                 "image": {"type": "array", "items": {"type": "string", "format": "binary"}},
                 "top_k": {"type": "integer", "minimum": 1},
                 "version": {"type": "integer", "minimum": 1},
+                "version_label": {"type": "string"},
             },
             "required": ["image"],
         }
@@ -143,7 +147,10 @@ async def _call(request: Request, body: bytes, name: str) -> tuple[ClassifyCall,
             payload = _image_payload(parsed.images)
         else:
             payload = TextPayload(tuple(parsed.texts or ()))
-        call = ClassifyCall(name, parsed.version, payload, parsed.top_k, protocol=PROTOCOL)
+        label = _label_alone(parsed.version, parsed.version_label or "")
+        call = ClassifyCall(
+            name, parsed.version, payload, parsed.top_k, protocol=PROTOCOL, version_label=label
+        )
         return call, parsed.return_probabilities
     options: dict[str, Any] = dict(request.query_params)
     if media == "multipart/form-data":
@@ -159,7 +166,9 @@ async def _call(request: Request, body: bytes, name: str) -> tuple[ClassifyCall,
     batch = np.stack(pixels)
     payload = ImagePayload(batch.tobytes(), tuple(batch.shape))
     version = _positive(options, "version")
-    call = ClassifyCall(name, version, payload, _positive(options, "top_k") or 1, protocol=PROTOCOL)
+    label = _label_alone(version, options.get("version_label", ""))
+    top_k = _positive(options, "top_k") or 1
+    call = ClassifyCall(name, version, payload, top_k, protocol=PROTOCOL, version_label=label)
     return call, options.get("return_probabilities", "").lower() in ("1", "true", "yes")
 
 
@@ -215,3 +224,9 @@ def _answer(result: Classification, with_probabilities: bool) -> dict[str, Any]:
             prediction["probabilities"] = probabilities[row]
         predictions.append(prediction)
     return {"model": result.spec.name, "version": result.spec.version, "predictions": predictions}
+
+
+def _label_alone(version: int | None, label: str) -> str:
+    if version is not None and label:
+        raise InvalidInputError(f"the request names version {version} and version_label {label!r}; set one")
+    return label

@@ -22,6 +22,7 @@ from classify_server.errors import ClassifyServerError, InvalidInputError, grpc_
 from classify_server.protocols.streams import ordered_answers
 from classify_server.protocols.tensors import check_count, element_count, payload_for
 from classify_server.serving.data_plane import Classification, ClassifyCall, DataPlane
+from classify_server.serving.labels import LABEL_FORM, LABEL_PATTERN, LATEST
 from classify_server.serving.registry import READY
 from classify_server.serving.repository import ModelSpec
 
@@ -61,9 +62,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @grpc_errors
     async def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext):
-        version = parse_version(request.version)
+        version, label = parse_version(request.version)
         try:
-            self._plane.metadata(request.name, version)
+            self._plane.metadata(request.name, version, label)
         except ClassifyServerError as exc:
             if isinstance(exc, InvalidInputError):
                 raise
@@ -76,7 +77,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @grpc_errors
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext):
-        spec, versions = self._plane.metadata(request.name, parse_version(request.version))
+        spec, versions = self._plane.metadata(request.name, *parse_version(request.version))
         tensor = pb.ModelMetadataResponse.TensorMetadata
         if spec.input.kind == "image":
             inputs = [tensor(name=spec.input.name, datatype="UINT8", shape=[-1, 28, 28])]
@@ -124,31 +125,41 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelInferRequest, time_remaining: float | None, protocol: str = PROTOCOL
     ) -> pb.ModelInferResponse:
         """One inference; the HTTP API (KServe V2 REST) calls this too, with its own metrics label."""
-        version = parse_version(request.model_version)
-        spec, _ = self._plane.metadata(request.model_name, version)
+        version, label = parse_version(request.model_version)
+        spec, _ = self._plane.metadata(request.model_name, version, label)
         payload = _decode_input(request, spec)
         outputs = _requested_outputs(request, spec)
         top_k = max([k for _, k in outputs if k], default=1)
         result = await self._plane.classify(
             ClassifyCall(
-                request.model_name, version, payload, top_k, time_remaining=time_remaining, protocol=protocol
+                request.model_name,
+                version,
+                payload,
+                top_k,
+                time_remaining=time_remaining,
+                protocol=protocol,
+                version_label=label,
             )
         )
         return _response(request, result, outputs)
 
 
-def parse_version(text: str) -> int | None:
+def parse_version(text: str) -> tuple[int | None, str]:
+    """(version, "") for a number, (None, label) for a version label's name, (None, "") when empty."""
     if not text:
-        return None
+        return None, ""
+    if LABEL_PATTERN.fullmatch(text) and text != LATEST:
+        return None, text
     try:
         version = int(text)
     except ValueError:
         version = 0
     if version < 1:
         raise InvalidInputError(
-            f"model version {text!r} is not a positive integer; leave it empty for the newest"
+            f"model version {text!r} is neither a positive integer nor a version label ({LABEL_FORM}); "
+            "leave it empty for the newest"
         )
-    return version
+    return version, ""
 
 
 def _decode_input(request: pb.ModelInferRequest, spec: ModelSpec):

@@ -10,7 +10,7 @@ import grpc
 
 from classify_client.wire.proto.classify.v1 import classify_pb2 as pb
 from classify_client.wire.proto.classify.v1 import classify_pb2_grpc as pb_grpc
-from classify_server.errors import grpc_errors, status_of
+from classify_server.errors import InvalidInputError, grpc_errors, status_of
 from classify_server.protocols.streams import ordered_answers
 from classify_server.serving.batcher import BatcherStats
 from classify_server.serving.data_plane import Classification, ClassifyCall, DataPlane
@@ -57,14 +57,17 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
-        summaries = [_summary(state) for state in self._plane.model_states()]
+        summaries = [
+            _summary(state, self._plane.version_labels(state.name)) for state in self._plane.model_states()
+        ]
         return pb.ListModelsResponse(models=summaries)
 
     @grpc_errors
     async def GetModelMetadata(
         self, request: pb.GetModelMetadataRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelMetadata:
-        spec, versions = self._plane.metadata(request.model, request.version or None)
+        version, label = _version_choice(request)
+        spec, versions = self._plane.metadata(request.model, version, label)
         return pb.ModelMetadata(
             name=spec.name,
             version=spec.version,
@@ -95,6 +98,13 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
         return _summary(await self._plane.unload_model(request.model))
 
     @grpc_errors
+    async def SetVersionLabel(
+        self, request: pb.SetVersionLabelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.VersionLabels:
+        labels = self._plane.set_version_label(request.model, request.label, request.version)
+        return pb.VersionLabels(model=request.model, labels=labels)
+
+    @grpc_errors
     async def GetModelStatistics(
         self, request: pb.GetModelStatisticsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelStatisticsResponse:
@@ -106,8 +116,9 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
         )
 
 
-def _summary(state: ModelState) -> pb.ModelSummary:
+def _summary(state: ModelState, labels: dict[str, int] | None = None) -> pb.ModelSummary:
     return pb.ModelSummary(
+        version_labels=labels or {},
         name=state.name,
         version=state.version,
         task=state.task,
@@ -150,10 +161,21 @@ def _payload(request: pb.ClassifyRequest) -> Payload | None:
     return None
 
 
+def _version_choice(request: pb.ClassifyRequest | pb.GetModelMetadataRequest) -> tuple[int | None, str]:
+    if request.version and request.version_label:
+        raise InvalidInputError(
+            f"the request names version {request.version} and version_label {request.version_label!r}; "
+            "set at most one of them"
+        )
+    return request.version or None, request.version_label
+
+
 def _call(request: pb.ClassifyRequest, time_remaining: float | None) -> ClassifyCall:
+    version, label = _version_choice(request)
     return ClassifyCall(
         model=request.model,
-        version=request.version or None,
+        version=version,
+        version_label=label,
         payload=_payload(request),
         top_k=request.top_k or 1,
         time_remaining=time_remaining,

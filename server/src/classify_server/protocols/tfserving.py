@@ -3,8 +3,8 @@
 Predict (TensorProto in and out, keyed by the signature's input and output names), Classify (tf.Example
 rows with an ``image`` feature — 784 raw uint8 bytes or 784 floats in [0, 1] — or a ``text`` bytes
 feature; every class with its score, best first) and GetModelMetadata (the ``signature_def`` map).
-ModelSpec's name, version, version_label ("latest", or a version number) and signature_name are honoured,
-and every response carries the model spec that answered.
+ModelSpec's name, version, version_label ("latest", a version number, or a label of the model) and
+signature_name are honoured, and every response carries the model spec that answered.
 
 The TensorFlow message types (TensorProto, Example, SignatureDef) are TensorFlow's own generated modules:
 the server has TensorFlow anyway, and this way only one definition of them exists in the process.
@@ -27,7 +27,7 @@ from classify_client.wire.proto.tensorflow_serving.apis import (
     prediction_service_pb2,
     prediction_service_pb2_grpc,
 )
-from classify_server.errors import InvalidInputError, ModelNotFoundError, grpc_errors
+from classify_server.errors import InvalidInputError, grpc_errors
 from classify_server.protocols.tensors import check_count, element_count, payload_for
 from classify_server.serving.data_plane import ClassifyCall, DataPlane
 from classify_server.serving.repository import ModelSpec
@@ -172,12 +172,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             return None
         if label.isdigit():
             return int(label)
-        _, versions = self._plane.metadata(name, None)
-        listed = ", ".join(str(v) for v in versions)
-        raise ModelNotFoundError(
-            f"model {name!r} has no version label {label!r}; labels are {LATEST_LABEL!r} or a version "
-            f"number ({listed})"
-        )
+        # A label set in --model-version-labels or by SetVersionLabel, pinned to its version for this call.
+        spec, _ = self._plane.metadata(name, None, label)
+        return spec.version
 
 
 def _answered_spec(spec: ModelSpec) -> model_pb2.ModelSpec:

@@ -17,10 +17,12 @@ from classify_server.errors import DeadlineExceededError, code_of
 from classify_server.serving.batcher import BatcherStats
 from classify_server.serving.registry import LoadedModel, ModelRegistry, ModelState
 from classify_server.serving.repository import ModelSpec
+from classify_server.serving.response_cache import ResponseCache, classify_cached
 from classify_server.serving.validation import InputLimits, Payload, model_input
 
 if TYPE_CHECKING:  # metrics imports prometheus-client; the data plane works without it
     from classify_server.metrics import ServerMetrics
+    from classify_server.payload_log import PayloadLog
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class ClassifyCall:
     time_remaining: float | None = None
     # Which API the request came through, for metrics: native, kserve-v2, tf-serving.
     protocol: str = "native"
+    # A version label instead of a version ("" : none); see serving/labels.py.
+    version_label: str = ""
 
 
 @dataclass(frozen=True)
@@ -45,33 +49,41 @@ class Classification:
 
 class DataPlane:
     def __init__(
-        self, registry: ModelRegistry, limits: InputLimits, metrics: ServerMetrics | None = None
+        self,
+        registry: ModelRegistry,
+        limits: InputLimits,
+        metrics: ServerMetrics | None = None,
+        cache: ResponseCache | None = None,
+        payload_log: PayloadLog | None = None,
     ) -> None:
         self.registry = registry
         self.limits = limits
         self._metrics = metrics
+        self.cache = cache
+        self.payload_log = payload_log
 
     async def classify(self, call: ClassifyCall) -> Classification:
         """Answer one request, counting its outcome and latency when metrics are on."""
         started = time.perf_counter()
         spec: ModelSpec | None = None
+        result: Classification | None = None
         code = "OK"
         try:
-            model = self.registry.resolve(call.model, call.version)
+            model = self.registry.resolve(call.model, call.version, call.version_label)
             spec = model.spec
-            return await self._classify(model, call)
+            result = await self._classify(model, call)
+            return result
         except BaseException as exc:
             code = code_of(exc).name
             raise
         finally:
+            seconds = time.perf_counter() - started
             if self._metrics is not None:
                 self._metrics.observe(
-                    spec.name if spec else None,
-                    spec.version if spec else None,
-                    call.protocol,
-                    code,
-                    time.perf_counter() - started,
+                    spec.name if spec else None, spec.version if spec else None, call.protocol, code, seconds
                 )
+            if self.payload_log is not None:
+                self.payload_log.offer(call, spec, code, seconds, result)
 
     async def _classify(self, model: LoadedModel, call: ClassifyCall) -> Classification:
         batch = model_input(call.payload, model.spec, self.limits)
@@ -80,7 +92,13 @@ class DataPlane:
             if call.time_remaining <= 0:
                 raise DeadlineExceededError("the request's deadline had passed when it arrived")
             deadline = asyncio.get_running_loop().time() + call.time_remaining
-        probabilities = await model.batcher.submit(batch, deadline)
+        cache = self.cache.rows_for(model) if self.cache is not None else None
+        if cache is None:
+            probabilities = await model.batcher.submit(batch, deadline)
+        else:
+            probabilities = await classify_cached(
+                cache, batch, lambda rows: model.batcher.submit(rows, deadline)
+            )
         indices, scores = top_classes(probabilities, call.top_k)
         return Classification(model.spec, probabilities, indices, scores)
 
@@ -101,6 +119,14 @@ class DataPlane:
     def model_states(self) -> list[ModelState]:
         return self.registry.states()
 
-    def metadata(self, name: str, version: int | None) -> tuple[ModelSpec, list[int]]:
-        spec = self.registry.resolve(name, version).spec
+    def metadata(self, name: str, version: int | None, label: str = "") -> tuple[ModelSpec, list[int]]:
+        spec = self.registry.resolve(name, version, label).spec
         return spec, self.registry.versions(name)
+
+    def set_version_label(self, name: str, label: str, version: int) -> dict[str, int]:
+        """Point a label of a loaded model at one of its loaded versions (0 removes it)."""
+        self.registry.resolve(name, None)  # NOT_FOUND / UNAVAILABLE with the usual messages
+        return self.registry.labels.set(name, label, version, self.registry.versions(name))
+
+    def version_labels(self, name: str) -> dict[str, int]:
+        return self.registry.labels.of(name)

@@ -18,6 +18,7 @@ from pathlib import Path
 from classify_server.errors import ModelNotFoundError, UnavailableError
 from classify_server.logs import lifecycle
 from classify_server.serving.batcher import BatchingPolicy, DynamicBatcher, RunBatch
+from classify_server.serving.labels import VersionLabels
 from classify_server.serving.repository import (
     ModelSpec,
     read_model_spec,
@@ -94,8 +95,11 @@ class ModelRegistry:
         versions_for: PolicyLookup,
         on_state: StateListener | None = None,
         load_runner: RunnerLoader | None = None,
+        *,
+        labels: VersionLabels | None = None,
     ) -> None:
         self.root = root
+        self.labels = labels or VersionLabels()
         self._load_runner = load_runner or load_saved_model
         self._batching = batching
         self._versions_for = versions_for
@@ -122,14 +126,16 @@ class ModelRegistry:
         model = self._models.get(name)
         return sorted(model.ready) if model else []
 
-    def resolve(self, name: str, version: int | None) -> LoadedModel:
-        """The loaded model for a request; version None means the newest ready one."""
+    def resolve(self, name: str, version: int | None, label: str = "") -> LoadedModel:
+        """The loaded model for a request: by version, by label, else as the labels route (newest)."""
         model = self._models.get(name)
         if model is None:
             known = ", ".join(sorted(self._models)) or "none"
             raise ModelNotFoundError(f"model {name!r} not found; models in this server: {known}")
+        if label:
+            return model.ready[self.labels.version_of(name, label, model.ready)]
         if version is None and model.ready:
-            return model.ready[max(model.ready)]
+            return model.ready[self.labels.route(name, model.ready)]
         if version is not None and version in model.ready:
             return model.ready[version]
         raise self._unavailable(model, version)

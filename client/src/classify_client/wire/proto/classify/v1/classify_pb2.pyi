@@ -30,7 +30,7 @@ class TextBatch(_message.Message):
     def __init__(self, texts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ClassifyRequest(_message.Message):
-    __slots__ = ("model", "version", "images", "texts", "top_k", "return_probabilities", "request_id", "answer_format")
+    __slots__ = ("model", "version", "images", "texts", "top_k", "return_probabilities", "request_id", "answer_format", "version_label")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class ClassifyRequest(_message.Message):
     RETURN_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_LABEL_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     images: ImageBatch
@@ -47,7 +48,8 @@ class ClassifyRequest(_message.Message):
     return_probabilities: bool
     request_id: str
     answer_format: AnswerFormat
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., images: _Optional[_Union[ImageBatch, _Mapping]] = ..., texts: _Optional[_Union[TextBatch, _Mapping]] = ..., top_k: _Optional[int] = ..., return_probabilities: _Optional[bool] = ..., request_id: _Optional[str] = ..., answer_format: _Optional[_Union[AnswerFormat, str]] = ...) -> None: ...
+    version_label: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., images: _Optional[_Union[ImageBatch, _Mapping]] = ..., texts: _Optional[_Union[TextBatch, _Mapping]] = ..., top_k: _Optional[int] = ..., return_probabilities: _Optional[bool] = ..., request_id: _Optional[str] = ..., answer_format: _Optional[_Union[AnswerFormat, str]] = ..., version_label: _Optional[str] = ...) -> None: ...
 
 class ArrayAnswers(_message.Message):
     __slots__ = ("rows", "top_k", "top_indices", "top_scores", "probabilities", "labels")
@@ -130,20 +132,29 @@ class VersionStatus(_message.Message):
     def __init__(self, version: _Optional[int] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ModelSummary(_message.Message):
-    __slots__ = ("name", "version", "task", "state", "reason", "versions")
+    __slots__ = ("name", "version", "task", "state", "reason", "versions", "version_labels")
+    class VersionLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_LABELS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     task: str
     state: str
     reason: str
     versions: _containers.RepeatedCompositeFieldContainer[VersionStatus]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., task: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[VersionStatus, _Mapping]]] = ...) -> None: ...
+    version_labels: _containers.ScalarMap[str, int]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., task: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[VersionStatus, _Mapping]]] = ..., version_labels: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)
@@ -152,12 +163,14 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelSummary, _Mapping]]] = ...) -> None: ...
 
 class GetModelMetadataRequest(_message.Message):
-    __slots__ = ("model", "version")
+    __slots__ = ("model", "version", "version_label")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_LABEL_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    version_label: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., version_label: _Optional[str] = ...) -> None: ...
 
 class InputSpec(_message.Message):
     __slots__ = ("kind", "dtype", "shape", "description")
@@ -263,3 +276,28 @@ class UnloadModelRequest(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     model: str
     def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class SetVersionLabelRequest(_message.Message):
+    __slots__ = ("model", "label", "version")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    label: str
+    version: int
+    def __init__(self, model: _Optional[str] = ..., label: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class VersionLabels(_message.Message):
+    __slots__ = ("model", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    labels: _containers.ScalarMap[str, int]
+    def __init__(self, model: _Optional[str] = ..., labels: _Optional[_Mapping[str, int]] = ...) -> None: ...

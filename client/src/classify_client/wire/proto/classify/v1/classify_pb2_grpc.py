@@ -70,6 +70,11 @@ class ClassifierStub:
                 request_serializer=classify_dot_v1_dot_classify__pb2.UnloadModelRequest.SerializeToString,
                 response_deserializer=classify_dot_v1_dot_classify__pb2.ModelSummary.FromString,
                 _registered_method=True)
+        self.SetVersionLabel = channel.unary_unary(
+                '/classify.v1.Classifier/SetVersionLabel',
+                request_serializer=classify_dot_v1_dot_classify__pb2.SetVersionLabelRequest.SerializeToString,
+                response_deserializer=classify_dot_v1_dot_classify__pb2.VersionLabels.FromString,
+                _registered_method=True)
 
 
 class ClassifierServicer:
@@ -128,6 +133,15 @@ class ClassifierServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetVersionLabel(self, request, context):
+        """Point a version label ("stable", "canary", any name but "latest" or a number) of a model at one of
+        its loaded versions, or remove it (version 0). A version that is not loaded is refused
+        (FAILED_PRECONDITION), so a label never sends traffic nowhere. Answers every label of the model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClassifierServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +179,11 @@ def add_ClassifierServicer_to_server(servicer, server):
                     servicer.UnloadModel,
                     request_deserializer=classify_dot_v1_dot_classify__pb2.UnloadModelRequest.FromString,
                     response_serializer=classify_dot_v1_dot_classify__pb2.ModelSummary.SerializeToString,
+            ),
+            'SetVersionLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetVersionLabel,
+                    request_deserializer=classify_dot_v1_dot_classify__pb2.SetVersionLabelRequest.FromString,
+                    response_serializer=classify_dot_v1_dot_classify__pb2.VersionLabels.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -356,6 +375,33 @@ class Classifier:
             '/classify.v1.Classifier/UnloadModel',
             classify_dot_v1_dot_classify__pb2.UnloadModelRequest.SerializeToString,
             classify_dot_v1_dot_classify__pb2.ModelSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetVersionLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/classify.v1.Classifier/SetVersionLabel',
+            classify_dot_v1_dot_classify__pb2.SetVersionLabelRequest.SerializeToString,
+            classify_dot_v1_dot_classify__pb2.VersionLabels.FromString,
             options,
             channel_credentials,
             insecure,
