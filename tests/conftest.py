@@ -23,6 +23,11 @@ from classify_server.launcher import (
     health_status,  # noqa: F401 (re-exported: the tests' health probe)
 )
 
+# CLASSIFY_TEST_GRPC_FRONT=native|grpcio|auto runs the suite's servers (launched and in-process, which
+# all read CLASSIFY_* variables) on that gRPC front (docs/serving.md, "gRPC front"), assertions unchanged.
+if os.environ.get("CLASSIFY_TEST_GRPC_FRONT"):
+    os.environ["CLASSIFY_GRPC_FRONT"] = os.environ["CLASSIFY_TEST_GRPC_FRONT"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 MODEL_NAMES = ("mnist-softmax", "mnist-mlp", "mnist-cnn", "imdb-lstm")

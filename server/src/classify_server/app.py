@@ -6,13 +6,13 @@ import asyncio
 import logging
 import signal
 
-import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from classify_client.wire.proto.classify.v1 import classify_pb2_grpc
 from classify_server.call_guard import CallGuard, GuardedRegistration
 from classify_server.concurrency import ConcurrencyLimit
+from classify_server.grpc_front import build_grpc_front
 from classify_server.http.app import build_app
 from classify_server.http.guard import HttpContext
 from classify_server.http.server import HttpServer
@@ -115,7 +115,8 @@ class ClassifyServer:
             self.metrics.watch_payload_log(self.data_plane.payload_log)
         limit = settings.max_message_bytes
         self._tokens = load_tokens(settings.auth_tokens, settings.auth_tokens_file)
-        self.server = grpc.aio.server(
+        self.front = build_grpc_front(
+            settings,
             interceptors=[TokenAuthInterceptor(self._tokens)] if self._tokens else [],
             options=[
                 ("grpc.max_receive_message_length", limit),
@@ -126,6 +127,7 @@ class ClassifyServer:
                 *connection_options(settings),
             ],
         )
+        self.server = self.front.server
         self.concurrency = ConcurrencyLimit(settings.max_concurrent_requests)
         # The data services register through the guard (request ids, concurrency limit); health and
         # reflection below register directly, so probes are never counted or refused.
@@ -208,19 +210,21 @@ class ClassifyServer:
             credentials = server_credentials(
                 self.settings.tls_cert_file, self.settings.tls_key_file, self.settings.tls_client_ca_file
             )
-            self.port = self.server.add_secure_port(address, credentials)
+            self.port = self.front.listen(address, credentials)
         else:
-            self.port = self.server.add_insecure_port(address)
+            self.port = self.front.listen(address, None)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {address}")
         await self.server.start()
         log.info(
-            "listening on %s:%d (%s); loading models from %s",
+            "listening on %s:%d (%s; %s gRPC front: %s); loading models from %s",
             self.settings.host,
             self.port,
             self._security_summary(),
+            self.front.name,
+            self.front.reason,
             self.settings.model_repository,
-            extra={"event": "server_listening", "port": self.port},
+            extra={"event": "server_listening", "port": self.port, "grpc_front": self.front.name},
         )
         if self.http is not None:
             await self.http.start()

@@ -220,6 +220,25 @@ class ServerSettings(BaseSettings):
         "is refused at once with RESOURCE_EXHAUSTED. Health checks and reflection are not counted. "
         "0: unlimited (the per-model queues still bound the work: --queue-capacity-rows)",
     )
+    # --grpc-front (docs/serving.md, "gRPC front"): field and check kept together.
+    grpc_front: Literal["native", "grpcio", "auto"] = Field(
+        "auto",
+        description="What answers the gRPC port: native (pygrpc-native, HTTP/2 and calls in Rust outside "
+        "the GIL), grpcio (grpc.aio), or auto (native when installed). TLS always gets grpcio",
+    )
+
+    @field_validator("grpc_front")
+    @classmethod
+    def _native_front_installed(cls, front: str) -> str:
+        from classify_server.grpc_front import NATIVE_DISTRIBUTION, native_installed
+
+        if front == "native" and not native_installed():
+            raise ValueError(
+                f"native needs {NATIVE_DISTRIBUTION} (pip install {NATIVE_DISTRIBUTION}); "
+                "expected grpcio or auto"
+            )
+        return front
+
     stream_window: int = Field(
         32, ge=1, description="Requests of one ClassifyStream processed concurrently before reading more"
     )
