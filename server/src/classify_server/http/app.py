@@ -20,6 +20,7 @@ from classify_server import __version__
 from classify_server.http import kserve_rest, native_json, tfserving_rest
 from classify_server.http.guard import HttpContext, RequestIdMiddleware
 from classify_server.http.openapi import SCHEMA_REF
+from classify_server.http.playground import mount_playground
 
 DESCRIPTION = (
     "Classify's models over HTTP/JSON, beside its gRPC API and over the same data plane and batcher: "
@@ -44,6 +45,7 @@ def build_app(context: HttpContext) -> FastAPI:
     app.include_router(kserve_rest.router(context))
     app.include_router(tfserving_rest.router(context))
     app.include_router(native_json.router(context))
+    mount_playground(app)
     app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_exception)

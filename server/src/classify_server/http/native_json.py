@@ -21,6 +21,7 @@ from classify_server.http.guard import HttpContext, parse_json
 from classify_server.http.images import IMAGE_MEDIA_TYPES, decode_image
 from classify_server.http.openapi import ERRORS, json_request_body
 from classify_server.serving.data_plane import Classification, ClassifyCall
+from classify_server.serving.registry import READY
 from classify_server.serving.validation import IMAGE_HEIGHT, IMAGE_WIDTH, ImagePayload, Payload, TextPayload
 
 PROTOCOL = "http-native"
@@ -71,6 +72,7 @@ class ModelSummary(BaseModel):
     version: int = Field(description="Version unversioned requests get")
     task: str = Field(description="What the model classifies")
     reason: str = Field(description="Why it is not ready, if it is not")
+    versions: list[int] = Field(description="Versions ready to serve, oldest first (the playground's list)")
 
 
 REQUEST_MODELS: list[type[BaseModel]] = [NativeClassifyRequest]
@@ -106,6 +108,7 @@ def router(context: HttpContext) -> APIRouter:
                         "version": s.version,
                         "task": s.task,
                         "reason": s.reason,
+                        "versions": [v.version for v in s.versions if v.state == READY],
                     }
                     for s in plane.model_states()
                 ]
