@@ -22,6 +22,7 @@ from classify_train.cli_data import (
     default_test_data,
     user_errors_as_click,
 )
+from classify_train.cli_explain import export_signatures_command
 from classify_train.data.split import DEFAULT_SEED
 from classify_train.datasets import DATASET_NAMES
 from classify_train.recipes import (
@@ -41,7 +42,7 @@ class _ModelGroup(click.Group):
         if args and not args[0].startswith("-") and args[0] not in self.commands:
             raise click.UsageError(
                 f"unknown command or model {args[0]!r}; models: {', '.join(ALL_MODEL_NAMES)}; "
-                f"other commands: all, evaluate, split, weight-maps, data",
+                f"other commands: all, evaluate, split, weight-maps, data, export-signatures",
                 ctx,
             )
         return super().resolve_command(ctx, args)
@@ -300,3 +301,4 @@ def weight_maps_command(*, repo: Path, names: tuple[str, ...], out: Path) -> Non
 
 
 main.add_command(data_group)
+main.add_command(export_signatures_command)

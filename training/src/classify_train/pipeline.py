@@ -13,6 +13,7 @@ from pathlib import Path
 from classify_train.data.dataset import DataError, Dataset
 from classify_train.data.split import ValidationSplit, carve_validation, rows
 from classify_train.datasets import load_dataset
+from classify_train.explain_methods import methods_for
 from classify_train.metadata import build_model_json
 from classify_train.recipes import Recipe, get_recipe
 
@@ -103,7 +104,9 @@ def train_and_export(
             write_training_report(staging, recipe, trained, dataset, split, document=document_for(0))
 
     sample, _ = rows(dataset, split.validation_indices[:_VERIFY_ROWS])
-    version_dir = export_model(trained, repo, name, document_for, sample, add_files=add_files)
+    version_dir = export_model(
+        trained, repo, name, document_for, sample, methods=methods_for(recipe), add_files=add_files
+    )
     shutil.rmtree(run_dir, ignore_errors=True)
     _remove_if_empty(repo / CHECKPOINTS_DIR)
     return TrainResult(name, version_dir, trained.metrics["validation_accuracy"], trained.training["seconds"])
