@@ -19,7 +19,8 @@ from classify_train.recipes import RECIPES, Schedule
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_JSON_KEYS = {
-    "schema_version", "name", "version", "task", "labels", "signature", "input", "output", "preprocessing",
+    "schema_version", "name", "version", "task", "labels", "signature", "input", "output", "explain",
+    "preprocessing",
     "architecture", "parameters", "metrics", "quick", "training", "data",
 }  # fmt: skip
 TRAINING_KEYS = {

@@ -22,6 +22,7 @@ from classify_train.cli_data import (
     default_test_data,
     user_errors_as_click,
 )
+from classify_train.cli_explain import export_signatures_command
 from classify_train.data.split import DEFAULT_SEED
 from classify_train.datasets import DATASET_NAMES
 from classify_train.distribute import STRATEGIES
@@ -42,7 +43,7 @@ class _ModelGroup(click.Group):
         if args and not args[0].startswith("-") and args[0] not in self.commands:
             raise click.UsageError(
                 f"unknown command or model {args[0]!r}; models: {', '.join(ALL_MODEL_NAMES)}; "
-                f"other commands: all, evaluate, split, weight-maps, data, tf-config",
+                f"other commands: all, evaluate, split, weight-maps, data, tf-config, export-signatures",
                 ctx,
             )
         return super().resolve_command(ctx, args)
@@ -366,3 +367,6 @@ def tf_config_command() -> None:
             "JOB_COMPLETION_INDEX (or CLASSIFY_WORKER_INDEX) to this worker's position in it"
         )
     click.echo(json.dumps(config))
+
+
+main.add_command(export_signatures_command)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from classify_train.explain_methods import describe_explain
 from classify_train.recipes import Recipe
 
 SCHEMA_VERSION = 1
@@ -34,6 +35,7 @@ def build_model_json(
         "signature": SIGNATURE,
         "input": recipe.input_spec,
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": [-1, len(recipe.labels)]},
+        "explain": describe_explain(recipe),
         "preprocessing": f"Inside the graph: {recipe.preprocessing}.",
         "architecture": architecture,
         "parameters": parameters,

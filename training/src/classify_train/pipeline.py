@@ -16,6 +16,7 @@ from classify_train.data.split import ValidationSplit, carve_validation, rows
 from classify_train.datasets import load_dataset
 from classify_train.distribute import ONE, Distribution
 from classify_train.errors import DistributionError
+from classify_train.explain_methods import methods_for
 from classify_train.metadata import build_model_json
 from classify_train.recipes import MODEL_NAMES, Recipe, get_recipe
 
@@ -113,13 +114,16 @@ def train_and_export(
             write_training_report(staging, recipe, trained, dataset, split, document=document_for(0))
 
     sample, _ = rows(dataset, split.validation_indices[:_VERIFY_ROWS])
+    methods = methods_for(recipe)
     if not distribution.is_chief:
         # The TF docs' advice for the workers other than the chief: save the same way, into a temporary
         # folder that is then dropped; the chief alone publishes, and cleans the checkpoints up.
         with tempfile.TemporaryDirectory(prefix=f"classify-worker-{distribution.task_index}-") as scratch:
-            export_model(trained, Path(scratch), name, document_for, sample)
+            export_model(trained, Path(scratch), name, document_for, sample, methods=methods)
         return TrainResult(name, None, trained.metrics["validation_accuracy"], trained.training["seconds"])
-    version_dir = export_model(trained, repo, name, document_for, sample, add_files=add_files)
+    version_dir = export_model(
+        trained, repo, name, document_for, sample, methods=methods, add_files=add_files
+    )
     shutil.rmtree(run_dir, ignore_errors=True)
     _remove_if_empty(repo / CHECKPOINTS_DIR)
     return TrainResult(name, version_dir, trained.metrics["validation_accuracy"], trained.training["seconds"])

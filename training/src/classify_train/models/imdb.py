@@ -35,17 +35,18 @@ def build_vectorizer(texts: list[str], vocabulary_size: int) -> layers.TextVecto
     return vectorizer
 
 
-def head_and_tail(ids: tf.RaggedTensor, max_words: int, head_words: int) -> tf.Tensor:
+def head_and_tail(ids: tf.RaggedTensor, max_words: int, head_words: int, padding: int | str = 0) -> tf.Tensor:
     """Dense ids, 0-padded to the batch's longest review: a review over ``max_words`` words keeps its first
-    ``head_words`` and its last ``max_words - head_words`` (the verdict is often at the end)."""
+    ``head_words`` and its last ``max_words - head_words`` (the verdict is often at the end). The explain
+    signature runs the same steps on the words themselves (``padding=""``) to line them up with the ids."""
     tail_words = max_words - head_words
     if tail_words > 0:
         ids = tf.concat([ids[:, :head_words], ids[:, head_words:][:, -tail_words:]], axis=1)
     else:
         ids = ids[:, :max_words]
-    dense = ids.to_tensor(default_value=0)
+    dense = ids.to_tensor(default_value=padding)
     # An LSTM needs at least one step: a batch of empty reviews gets one (masked) padding step.
-    return tf.pad(dense, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(dense)[1])]])
+    return tf.pad(dense, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(dense)[1])]], constant_values=padding)
 
 
 class ReviewEncoder(layers.Layer):
