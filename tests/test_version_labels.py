@@ -20,11 +20,11 @@ import httpx
 import numpy as np
 import pytest
 from conftest import ServerProcess, launch_server, run_cli
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tritonclient.grpc import service_pb2 as v2
+from tritonclient.grpc import service_pb2_grpc as v2_grpc
 
 from classify_client import ClassifyError, Client, ModelNotFoundError
-from classify_client.wire.proto.inference import grpc_predict_v2_pb2 as v2
-from classify_client.wire.proto.inference import grpc_predict_v2_pb2_grpc as v2_grpc
-from classify_client.wire.proto.tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 MODEL = "mnist-softmax"
 DIGIT = np.random.default_rng(3).integers(0, 256, size=(1, 28, 28), dtype=np.uint8)
