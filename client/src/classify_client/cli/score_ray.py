@@ -107,7 +107,7 @@ def run_ray_score(options: RayScoreOptions) -> ScoreSummary:
 
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=options.address, include_dashboard=False, log_to_driver=False)
+        join_cluster(ray, options.address)
     try:
         ray.data.DataContext.get_current().execution_options.preserve_order = True
         start = time.perf_counter()
@@ -140,7 +140,10 @@ def run_ray_score(options: RayScoreOptions) -> ScoreSummary:
             batch_size=options.batch_size,
             num_cpus=ACTOR_CPUS,
         )
-        scored.write_parquet(str(options.output))
+        try:
+            scored.write_parquet(str(options.output))
+        except ray.exceptions.RayError as exc:
+            raise JobError(failure_of(exc, options.target)) from None
         seconds = time.perf_counter() - start
     finally:
         if started_here:
@@ -149,6 +152,29 @@ def run_ray_score(options: RayScoreOptions) -> ScoreSummary:
     if options.summary_json is not None:
         write_summary_json(options.summary_json, summary)
     return summary
+
+
+def join_cluster(ray: Any, address: str | None) -> None:
+    """Join the cluster at ``address``, or start a local one; JobError when it cannot be reached."""
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+        raise JobError(f"cannot join {where}: {str(exc).splitlines()[0]}") from None
+
+
+def failure_of(error: Exception, target: str) -> str:
+    """One line on why a Ray job stopped: the server's error when an actor's call failed."""
+    seen: BaseException | None = error
+    for _ in range(8):  # Ray wraps the actor's exception, Ray Data may wrap it again
+        if seen is None:
+            break
+        if isinstance(seen, ClassifyError):
+            return describe_for_target(seen, target)
+        seen = getattr(seen, "cause", None) or seen.__cause__
+    cause = getattr(error, "cause", None)
+    text = str(cause if cause is not None else error).strip().splitlines()
+    return f"the Ray job failed: {text[-1] if text else type(error).__name__}"
 
 
 def summarize(options: RayScoreOptions, metadata: ModelMetadata, seconds: float) -> ScoreSummary:
