@@ -174,7 +174,12 @@ def main() -> int:
     parser.add_argument(
         "--server-arg", action="append", default=[], help="extra classify-server flag (repeat)"
     )
+    parser.add_argument(
+        "--grpc-front", choices=("native", "grpcio", "auto"), default=None, help="the server's --grpc-front"
+    )
     args = parser.parse_args()
+    if args.grpc_front is not None:
+        args.server_arg += ["--grpc-front", args.grpc_front]
     configure_threads(*server_threads())
     print(f"in-process limits ({args.seconds:g} s per figure) ...", flush=True)
     limits = in_process_rates(args.model_repository, args.seconds)
