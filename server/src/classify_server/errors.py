@@ -55,6 +55,12 @@ class UnauthenticatedError(ClassifyServerError):
     code = grpc.StatusCode.UNAUTHENTICATED
 
 
+class FailedPreconditionError(ClassifyServerError):
+    """The model cannot do this as exported (e.g. no explain signatures): retrying will not help."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class NotImplementedByServerError(ClassifyServerError):
     code = grpc.StatusCode.UNIMPLEMENTED
 

@@ -7,20 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from classify_client.wire.arrays import top_classes
 from classify_server.errors import DeadlineExceededError, code_of
 from classify_server.serving.batcher import BatcherStats
+from classify_server.serving.explain_plane import ExplainCall, Explanation, explain
 from classify_server.serving.registry import LoadedModel, ModelRegistry, ModelState
 from classify_server.serving.repository import ModelSpec
 from classify_server.serving.validation import InputLimits, Payload, model_input
 
 if TYPE_CHECKING:  # metrics imports prometheus-client; the data plane works without it
     from classify_server.metrics import ServerMetrics
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,13 +57,29 @@ class DataPlane:
 
     async def classify(self, call: ClassifyCall) -> Classification:
         """Answer one request, counting its outcome and latency when metrics are on."""
+        return await self._observed("Classify", call.model, call.version, call.protocol,
+                                    lambda model: self._classify(model, call))  # fmt: skip
+
+    async def explain(self, call: ExplainCall) -> Explanation:
+        """Attributions for one request (explain_plane.py), counted as method "Explain"."""
+        return await self._observed("Explain", call.model, call.version, call.protocol,
+                                    lambda model: explain(model, call, self.limits))  # fmt: skip
+
+    async def _observed(
+        self,
+        method: str,
+        name: str,
+        version: int | None,
+        protocol: str,
+        answer: Callable[[LoadedModel], Awaitable[T]],
+    ) -> T:
         started = time.perf_counter()
         spec: ModelSpec | None = None
         code = "OK"
         try:
-            model = self.registry.resolve(call.model, call.version)
+            model = self.registry.resolve(name, version)
             spec = model.spec
-            return await self._classify(model, call)
+            return await answer(model)
         except BaseException as exc:
             code = code_of(exc).name
             raise
@@ -68,9 +88,10 @@ class DataPlane:
                 self._metrics.observe(
                     spec.name if spec else None,
                     spec.version if spec else None,
-                    call.protocol,
+                    protocol,
                     code,
                     time.perf_counter() - started,
+                    method=method,
                 )
 
     async def _classify(self, model: LoadedModel, call: ClassifyCall) -> Classification:
