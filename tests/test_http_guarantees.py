@@ -139,8 +139,8 @@ def test_metrics_count_each_http_protocol(
         metrics = reply.read().decode()
     for protocol in ("http-v2", "http-tfs", "http-native"):
         assert (
-            f'classify_requests_total{{code="OK",model="{IMAGE_MODEL}",protocol="{protocol}",version="1"}}'
-            in metrics
+            f'classify_requests_total{{code="OK",method="Classify",model="{IMAGE_MODEL}",'
+            f'protocol="{protocol}",version="1"}}' in metrics
         ), protocol
 
 

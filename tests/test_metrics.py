@@ -47,12 +47,18 @@ def test_metrics_follow_requests_batches_and_errors(server: ServerProcess) -> No
         with pytest.raises(ModelNotFoundError):
             client.classify("no-such-model", images=images)
     after = scrape(server)
-    ok = {"model": "mnist-softmax", "version": "1", "protocol": "native", "code": "OK"}
+    ok = {"model": "mnist-softmax", "version": "1", "protocol": "native", "method": "Classify", "code": "OK"}
     assert growth(before, after, "classify_requests_total", **ok) == 7
     assert growth(before, after, "classify_requests_total", **{**ok, "code": "INVALID_ARGUMENT"}) == 1
-    unknown = {"model": "_unknown", "version": "", "protocol": "native", "code": "NOT_FOUND"}
+    unknown = {
+        "model": "_unknown",
+        "version": "",
+        "protocol": "native",
+        "method": "Classify",
+        "code": "NOT_FOUND",
+    }
     assert growth(before, after, "classify_requests_total", **unknown) == 1
-    latency = {"model": "mnist-softmax", "protocol": "native"}
+    latency = {"model": "mnist-softmax", "protocol": "native", "method": "Classify"}
     assert growth(before, after, "classify_request_seconds_count", **latency) == 8
     model = {"model": "mnist-softmax", "version": "1"}
     assert growth(before, after, "classify_batcher_rows_total", **model) == 35

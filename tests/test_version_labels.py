@@ -84,7 +84,8 @@ def test_unversioned_calls_split_near_the_canary_share_and_stick_to_their_key(la
     served = {
         version: float(count)
         for version, count in re.findall(
-            rf'classify_requests_total\{{code="OK",model="{MODEL}",protocol="native",version="(\d)"\}} (\S+)',
+            rf'classify_requests_total\{{code="OK",method="Classify",model="{MODEL}",protocol="native",'
+            rf'version="(\d)"\}} (\S+)',
             metrics,
         )
     }

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         UnauthenticatedError,
         UnavailableError,
     )
+    from .explanations import Attribution, ExplainResult
     from .retry import RetryPolicy
     from .settings import tls_credentials
     from .types import (
@@ -62,17 +63,21 @@ _EXPORTS = {
     "VersionStatus": "types",
     "tls_credentials": "settings",
     "RetryPolicy": "retry",
+    "Attribution": "explanations",
+    "ExplainResult": "explanations",
 }
 
 __all__ = [
     "REQUEST_ID_HEADER",
     "AsyncClient",
+    "Attribution",
     "ClassScore",
     "ClassifyError",
     "ClassifyFuture",
     "ClassifyResult",
     "Client",
     "DeadlineExceededError",
+    "ExplainResult",
     "InputSpec",
     "InvalidInputError",
     "MessageTooLargeError",

@@ -16,6 +16,7 @@ import numpy as np
 from .conversions import merge_results, result_from_response
 from .core import ClassifyPlan, ClientCore, StreamSession, UnaryCall
 from .errors import ClassifyError
+from .explanations import ExplainResult
 from .settings import UNSET, Timeout
 from .streaming import reply_from_proto
 from .types import ClassifyResult, ModelInfo, ModelMetadata, StreamReply, StreamRequest
@@ -111,6 +112,29 @@ class AsyncClient(ClientCore):
         finally:
             call.cancel()
         session.raise_local_error()
+
+    async def explain(
+        self,
+        model: str,
+        images: np.ndarray | None = None,
+        texts: Iterable[str] | None = None,
+        *,
+        version: int | None = None,
+        target: str | int | None = None,
+        top_k: int = 1,
+        method: str = "auto",
+        steps: int = 0,
+        timeout: Timeout = UNSET,
+        headers: Mapping[str, str] | None = None,
+    ) -> ExplainResult:
+        """Why the model answered what it did: per-pixel maps (images) or per-token scores (texts).
+
+        ``target`` (a label or an index) is the class to explain for every item; without it each item's
+        top class, or its ``top_k`` classes. ``method``: "auto" (the model's best), "votes",
+        "integrated_gradients" or "occlusion"; ``steps``: integrated gradients' steps (0: the default, 32).
+        """
+        options = {"version": version, "target": target, "top_k": top_k, "method": method, "steps": steps}
+        return await self._unary(self._explain_call(model, (images, texts), options, timeout, headers))
 
     # -- Models and health ------------------------------------------------------------------------------
 

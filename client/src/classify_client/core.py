@@ -31,6 +31,7 @@ from .conversions import (
     model_info_from_proto,
 )
 from .errors import ClassifyError, DeadlineExceededError, ModelNotFoundError, error_from_rpc
+from .explanations import ExplainResult, explain_request, explanation_from_proto
 from .retry import Deadline, Retrier, RetryPolicy
 from .settings import (
     DEFAULT_CHUNK_ROWS,
@@ -351,6 +352,27 @@ class ClientCore:
             classify_pb2.SetVersionLabelRequest(model=model, label=label, version=version),
             lambda answer: {name: int(v) for name, v in sorted(answer.labels.items())},
             idempotent=True,  # setting a label twice leaves it as setting it once
+            timeout=timeout,
+            headers=headers,
+        )
+
+    def _explain_call(
+        self,
+        model: str,
+        inputs: tuple[Any, Any],
+        options: dict[str, Any],
+        timeout: Timeout,
+        headers: Mapping[str, str] | None,
+    ) -> UnaryCall[ExplainResult]:
+        """One Explain request (no chunking: explain work is heavy per item, callers send few)."""
+        check_top_k(options["top_k"])
+        request = explain_request(model, as_inputs(*inputs), **options)  # inputs: (images, texts)
+        # Read-only like Classify, so UNAVAILABLE is retried.
+        return self._unary_call(
+            self._stub.Explain,
+            request,
+            explanation_from_proto,
+            idempotent=True,
             timeout=timeout,
             headers=headers,
         )

@@ -52,7 +52,8 @@ class UnavailableError(ClassifyServerError):
 
 
 class FailedPreconditionError(ClassifyServerError):
-    """The request is valid but the server's state refuses it (a label naming an unloaded version)."""
+    """Valid, but the server's state refuses it: a label naming an unloaded version, or a version
+    exported without the explain signatures. Retrying the same request will not help."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
 

@@ -42,31 +42,38 @@ class ServerMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = Counter(
             "classify_requests",
-            "Requests answered, by model, version, protocol and gRPC status code",
-            ["model", "version", "protocol", "code"],
+            "Requests answered, by model, version, protocol, method (Classify, Explain) and gRPC status code",
+            ["model", "version", "protocol", "method", "code"],
             registry=self.registry,
         )
         self._latency = Histogram(
             "classify_request_seconds",
             "Time from a request reaching the data plane to its answer (queue and compute included)",
-            ["model", "protocol"],
+            ["model", "protocol", "method"],
             buckets=REQUEST_BUCKETS,
             registry=self.registry,
         )
         self.registry.register(ModelCollector(models))
         # Bounded: model names are only loaded ones (or UNKNOWN_MODEL), codes and protocols are few.
-        self._children: dict[tuple[str, int | None, str, str], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, int | None, str, str, str], tuple[Any, Any]] = {}
 
     def observe(
-        self, model: str | None, version: int | None, protocol: str, code: str, seconds: float
+        self,
+        model: str | None,
+        version: int | None,
+        protocol: str,
+        code: str,
+        seconds: float,
+        *,
+        method: str = "Classify",
     ) -> None:
         name = model or UNKNOWN_MODEL
-        key = (name, version, protocol, code)
+        key = (name, version, protocol, method, code)
         children = self._children.get(key)
         if children is None:  # labels() costs a lock and a lookup per call: resolve each series once
             children = self._children[key] = (
-                self._requests.labels(name, str(version or ""), protocol, code),
-                self._latency.labels(name, protocol),
+                self._requests.labels(name, str(version or ""), protocol, method, code),
+                self._latency.labels(name, protocol, method),
             )
         children[0].inc()
         children[1].observe(seconds)

@@ -17,7 +17,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from classify_server import __version__
-from classify_server.http import kserve_rest, native_json, tfserving_rest
+from classify_server.http import explain_rest, kserve_rest, native_json, tfserving_rest
 from classify_server.http.guard import HttpContext, RequestIdMiddleware
 from classify_server.http.openapi import SCHEMA_REF
 from classify_server.http.playground import mount_playground
@@ -39,6 +39,7 @@ def build_app(context: HttpContext) -> FastAPI:
             {"name": "KServe V2", "description": kserve_rest.TAG_DESCRIPTION},
             {"name": "TF Serving", "description": tfserving_rest.TAG_DESCRIPTION},
             {"name": "Native", "description": native_json.TAG_DESCRIPTION},
+            {"name": "Explain", "description": explain_rest.TAG_DESCRIPTION},
         ],
     )
     app.state.context = context
@@ -46,6 +47,7 @@ def build_app(context: HttpContext) -> FastAPI:
     app.include_router(tfserving_rest.router(context))
     app.include_router(native_json.router(context))
     mount_playground(app)
+    app.include_router(explain_rest.router(context))
     app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_exception)
@@ -53,6 +55,7 @@ def build_app(context: HttpContext) -> FastAPI:
         *kserve_rest.REQUEST_MODELS,
         *tfserving_rest.REQUEST_MODELS,
         *native_json.REQUEST_MODELS,
+        *explain_rest.REQUEST_MODELS,
     ]
     app.openapi = lambda: _openapi(app, request_models)  # type: ignore[method-assign]
     return app

@@ -147,7 +147,7 @@ async def _call(request: Request, body: bytes, name: str) -> tuple[ClassifyCall,
             raise InvalidInputError(f"send either 'images' or 'texts'; expected {WHAT}")
         payload: Payload
         if parsed.images is not None:
-            payload = _image_payload(parsed.images)
+            payload = image_payload(parsed.images)
         else:
             payload = TextPayload(tuple(parsed.texts or ()))
         label = _label_alone(parsed.version, parsed.version_label or "")
@@ -190,7 +190,7 @@ async def _uploaded(request: Request) -> tuple[list[np.ndarray], dict[str, str]]
     return pixels, {key: value for key, value in form.items() if isinstance(value, str)}
 
 
-def _image_payload(images: list[list[list[int]]]) -> ImagePayload:
+def image_payload(images: list[list[list[int]]]) -> ImagePayload:
     shapes = {(len(image), *{len(row) for row in image}) for image in images}
     if any(len(shape) != 2 or shape != (IMAGE_HEIGHT, IMAGE_WIDTH) for shape in shapes):
         sizes = ", ".join(sorted("x".join(map(str, shape)) for shape in shapes))

@@ -11,6 +11,7 @@ import grpc
 from classify_client.wire.proto.classify.v1 import classify_pb2 as pb
 from classify_client.wire.proto.classify.v1 import classify_pb2_grpc as pb_grpc
 from classify_server.errors import InvalidInputError, grpc_errors, status_of
+from classify_server.protocols.native_explain import explain_call, explain_response
 from classify_server.protocols.streams import ordered_answers
 from classify_server.serving.batcher import BatcherStats
 from classify_server.serving.data_plane import Classification, ClassifyCall, DataPlane
@@ -103,6 +104,13 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
     ) -> pb.VersionLabels:
         labels = self._plane.set_version_label(request.model, request.label, request.version)
         return pb.VersionLabels(model=request.model, labels=labels)
+
+    @grpc_errors
+    async def Explain(
+        self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExplainResponse:
+        result = await self._plane.explain(explain_call(request, context.time_remaining()))
+        return explain_response(request, result)
 
     @grpc_errors
     async def GetModelStatistics(

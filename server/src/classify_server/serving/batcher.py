@@ -28,6 +28,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -36,6 +37,7 @@ from classify_server.errors import DeadlineExceededError, OverloadedError, Unava
 log = logging.getLogger(__name__)
 
 RunBatch = Callable[[np.ndarray], np.ndarray]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,14 @@ class DynamicBatcher:
                     f"{wait * 1000:.0f} ms, the deadline leaves {max(left, 0) * 1000:.0f} ms; retry with "
                     "backoff or on another replica"
                 )
+
+    async def run_exclusive(self, work: Callable[[], T]) -> T:
+        """Run other work of this model (an explain execution) on its worker threads, in its turn: it
+        takes an execution slot, FIFO with the batches, so a batch waits for at most one such run."""
+        if self._closing:
+            raise UnavailableError(f"model {self.name!r} is shutting down; retry on another replica")
+        async with self._slots:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     async def close(self) -> None:
         """Finish everything queued and running, then stop the workers."""

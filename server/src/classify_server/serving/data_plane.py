@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from classify_client.wire.arrays import top_classes
 from classify_server.errors import DeadlineExceededError, code_of
 from classify_server.serving.batcher import BatcherStats
+from classify_server.serving.explain_plane import ExplainCall, Explanation, explain
 from classify_server.serving.registry import LoadedModel, ModelRegistry, ModelState
 from classify_server.serving.repository import ModelSpec
 from classify_server.serving.response_cache import ResponseCache, classify_cached
@@ -23,6 +25,8 @@ from classify_server.serving.validation import InputLimits, Payload, model_input
 if TYPE_CHECKING:  # metrics imports prometheus-client; the data plane works without it
     from classify_server.metrics import ServerMetrics
     from classify_server.payload_log import PayloadLog
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -64,14 +68,26 @@ class DataPlane:
 
     async def classify(self, call: ClassifyCall) -> Classification:
         """Answer one request, counting its outcome and latency when metrics are on."""
+        return await self._observed("Classify", call, lambda model: self._classify(model, call))
+
+    async def explain(self, call: ExplainCall) -> Explanation:
+        """Attributions for one request (explain_plane.py), counted as method "Explain"."""
+        return await self._observed("Explain", call, lambda model: explain(model, call, self.limits))
+
+    async def _observed(
+        self,
+        method: str,
+        call: ClassifyCall | ExplainCall,
+        answer: Callable[[LoadedModel], Awaitable[T]],
+    ) -> T:
         started = time.perf_counter()
         spec: ModelSpec | None = None
-        result: Classification | None = None
+        result: T | None = None
         code = "OK"
         try:
             model = self.registry.resolve(call.model, call.version, call.version_label)
             spec = model.spec
-            result = await self._classify(model, call)
+            result = await answer(model)
             return result
         except BaseException as exc:
             code = code_of(exc).name
@@ -80,10 +96,16 @@ class DataPlane:
             seconds = time.perf_counter() - started
             if self._metrics is not None:
                 self._metrics.observe(
-                    spec.name if spec else None, spec.version if spec else None, call.protocol, code, seconds
+                    spec.name if spec else None,
+                    spec.version if spec else None,
+                    call.protocol,
+                    code,
+                    seconds,
+                    method=method,
                 )
-            if self.payload_log is not None:
-                self.payload_log.offer(call, spec, code, seconds, result)
+            # Payload logs record classifications; explanations are not sampled traffic.
+            if self.payload_log is not None and isinstance(call, ClassifyCall):
+                self.payload_log.offer(call, spec, code, seconds, result)  # type: ignore[arg-type]
 
     async def _classify(self, model: LoadedModel, call: ClassifyCall) -> Classification:
         batch = model_input(call.payload, model.spec, self.limits)

@@ -18,6 +18,7 @@ from pathlib import Path
 from classify_server.errors import ModelNotFoundError, UnavailableError
 from classify_server.logs import lifecycle
 from classify_server.serving.batcher import BatchingPolicy, DynamicBatcher, RunBatch
+from classify_server.serving.explain_batcher import ExplainBatcher
 from classify_server.serving.labels import VersionLabels
 from classify_server.serving.repository import (
     ModelSpec,
@@ -38,6 +39,8 @@ class LoadedModel:
     spec: ModelSpec
     batcher: DynamicBatcher
     load_seconds: float = 0.0  # loading and warming, until it could serve
+    # Its explain signatures' scheduler; None when the runner is no SavedModel (tests' numpy models).
+    explainer: ExplainBatcher | None = None
 
 
 @dataclass
@@ -264,7 +267,13 @@ class ModelRegistry:
             return
         batcher = DynamicBatcher(model.name, runner, self._batching)
         batcher.start()
-        model.ready[version] = LoadedModel(spec, batcher, seconds)
+        explain = getattr(runner, "explainer", None)
+        explainer = (
+            None
+            if explain is None
+            else ExplainBatcher(model.name, explain, batcher, self._batching.max_batch_size)
+        )
+        model.ready[version] = LoadedModel(spec, batcher, seconds, explainer)
         model.task = spec.task
         model.states[version] = VersionState(version, READY)
         model.failed_fingerprints.pop(version, None)
@@ -288,6 +297,8 @@ class ModelRegistry:
         )
         self._publish(model)
         # Requests already queued or running finish first; shielded so a cancelled poll cannot cut a drain.
+        if loaded.explainer is not None:
+            await asyncio.shield(loaded.explainer.close())
         await asyncio.shield(loaded.batcher.close())
         del model.states[version]
         extra = lifecycle("unloaded", model.name, version)

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from classify_server.serving.explain_runner import ExplainRunner
 from classify_server.serving.repository import ModelSpec, ModelSpecError
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class SavedModelRunner:
             )
         self._function = signatures[spec.signature]
         self._check_signature()
+        # The explain_* signatures beside it (none in a version exported before they existed).
+        self.explainer = ExplainRunner(signatures, spec.input.name)
         self.load_seconds = time.perf_counter() - started
 
     def _check_signature(self) -> None:

@@ -12,8 +12,19 @@ class AnswerFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ANSWER_FORMAT_PREDICTIONS: _ClassVar[AnswerFormat]
     ANSWER_FORMAT_ARRAYS: _ClassVar[AnswerFormat]
+
+class ExplainMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXPLAIN_METHOD_AUTO: _ClassVar[ExplainMethod]
+    EXPLAIN_METHOD_VOTES: _ClassVar[ExplainMethod]
+    EXPLAIN_METHOD_INTEGRATED_GRADIENTS: _ClassVar[ExplainMethod]
+    EXPLAIN_METHOD_OCCLUSION: _ClassVar[ExplainMethod]
 ANSWER_FORMAT_PREDICTIONS: AnswerFormat
 ANSWER_FORMAT_ARRAYS: AnswerFormat
+EXPLAIN_METHOD_AUTO: ExplainMethod
+EXPLAIN_METHOD_VOTES: ExplainMethod
+EXPLAIN_METHOD_INTEGRATED_GRADIENTS: ExplainMethod
+EXPLAIN_METHOD_OCCLUSION: ExplainMethod
 
 class ImageBatch(_message.Message):
     __slots__ = ("data", "shape")
@@ -301,3 +312,73 @@ class VersionLabels(_message.Message):
     model: str
     labels: _containers.ScalarMap[str, int]
     def __init__(self, model: _Optional[str] = ..., labels: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class ExplainRequest(_message.Message):
+    __slots__ = ("model", "version", "images", "texts", "target_label", "target_index", "top_k", "method", "steps", "request_id", "version_label")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_LABEL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_LABEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    images: ImageBatch
+    texts: TextBatch
+    target_label: str
+    target_index: int
+    top_k: int
+    method: ExplainMethod
+    steps: int
+    request_id: str
+    version_label: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., images: _Optional[_Union[ImageBatch, _Mapping]] = ..., texts: _Optional[_Union[TextBatch, _Mapping]] = ..., target_label: _Optional[str] = ..., target_index: _Optional[int] = ..., top_k: _Optional[int] = ..., method: _Optional[_Union[ExplainMethod, str]] = ..., steps: _Optional[int] = ..., request_id: _Optional[str] = ..., version_label: _Optional[str] = ...) -> None: ...
+
+class Attribution(_message.Message):
+    __slots__ = ("target_index", "target_label", "probability", "map", "tokens", "scores", "logit", "baseline_logit", "completeness_gap")
+    TARGET_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TARGET_LABEL_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    MAP_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    LOGIT_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_LOGIT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETENESS_GAP_FIELD_NUMBER: _ClassVar[int]
+    target_index: int
+    target_label: str
+    probability: float
+    map: bytes
+    tokens: _containers.RepeatedScalarFieldContainer[str]
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    logit: float
+    baseline_logit: float
+    completeness_gap: float
+    def __init__(self, target_index: _Optional[int] = ..., target_label: _Optional[str] = ..., probability: _Optional[float] = ..., map: _Optional[bytes] = ..., tokens: _Optional[_Iterable[str]] = ..., scores: _Optional[_Iterable[float]] = ..., logit: _Optional[float] = ..., baseline_logit: _Optional[float] = ..., completeness_gap: _Optional[float] = ...) -> None: ...
+
+class ExplainedItem(_message.Message):
+    __slots__ = ("targets",)
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    targets: _containers.RepeatedCompositeFieldContainer[Attribution]
+    def __init__(self, targets: _Optional[_Iterable[_Union[Attribution, _Mapping]]] = ...) -> None: ...
+
+class ExplainResponse(_message.Message):
+    __slots__ = ("model", "version", "request_id", "method", "steps", "items")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    request_id: str
+    method: str
+    steps: int
+    items: _containers.RepeatedCompositeFieldContainer[ExplainedItem]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., request_id: _Optional[str] = ..., method: _Optional[str] = ..., steps: _Optional[int] = ..., items: _Optional[_Iterable[_Union[ExplainedItem, _Mapping]]] = ...) -> None: ...

@@ -75,6 +75,11 @@ class ClassifierStub:
                 request_serializer=classify_dot_v1_dot_classify__pb2.SetVersionLabelRequest.SerializeToString,
                 response_deserializer=classify_dot_v1_dot_classify__pb2.VersionLabels.FromString,
                 _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/classify.v1.Classifier/Explain',
+                request_serializer=classify_dot_v1_dot_classify__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=classify_dot_v1_dot_classify__pb2.ExplainResponse.FromString,
+                _registered_method=True)
 
 
 class ClassifierServicer:
@@ -142,6 +147,16 @@ class ClassifierServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Explain(self, request, context):
+        """Why the model answered what it did: for each item, attributions of its target class(es) computed by
+        the explain signatures inside the exported model (docs/explain.md). Batched like Classify, in
+        bounded executions that take turns with Classify's. A version exported without the signatures
+        answers FAILED_PRECONDITION naming the command that adds them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClassifierServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -184,6 +199,11 @@ def add_ClassifierServicer_to_server(servicer, server):
                     servicer.SetVersionLabel,
                     request_deserializer=classify_dot_v1_dot_classify__pb2.SetVersionLabelRequest.FromString,
                     response_serializer=classify_dot_v1_dot_classify__pb2.VersionLabels.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=classify_dot_v1_dot_classify__pb2.ExplainRequest.FromString,
+                    response_serializer=classify_dot_v1_dot_classify__pb2.ExplainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -402,6 +422,33 @@ class Classifier:
             '/classify.v1.Classifier/SetVersionLabel',
             classify_dot_v1_dot_classify__pb2.SetVersionLabelRequest.SerializeToString,
             classify_dot_v1_dot_classify__pb2.VersionLabels.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/classify.v1.Classifier/Explain',
+            classify_dot_v1_dot_classify__pb2.ExplainRequest.SerializeToString,
+            classify_dot_v1_dot_classify__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
             insecure,
