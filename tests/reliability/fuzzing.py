@@ -44,9 +44,9 @@ CODE = grpc.StatusCode
 DOCUMENTED = frozenset(
     {CODE.OK, CODE.INVALID_ARGUMENT, CODE.NOT_FOUND, CODE.RESOURCE_EXHAUSTED, CODE.UNAVAILABLE}
 )
-# Bytes that do not parse as the request message: this server's services answer INVALID_ARGUMENT
-# (calls.py); grpc.health.v1, registered as gRPC ships it, still gets gRPC aio's own UNKNOWN
-# ("Unexpected <class 'DecodeError'>"). Those are counted apart as ``unparseable``, not as failures.
+# Bytes that do not parse as the request message: this server's services, grpc.health.v1 included
+# (call_guard.ParseGuard), answer INVALID_ARGUMENT. gRPC aio's own UNKNOWN ("Unexpected <class
+# 'DecodeError'>") is still counted apart as ``unparseable``, not as a failure.
 UNPARSEABLE_MARK = "DecodeError"
 DEADLINE_SECONDS = 20.0
 

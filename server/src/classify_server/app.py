@@ -10,7 +10,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from classify_client.wire.proto.classify.v1 import classify_pb2_grpc
-from classify_server.call_guard import CallGuard, GuardedRegistration
+from classify_server.call_guard import CallGuard, GuardedRegistration, ParseGuard
 from classify_server.concurrency import ConcurrencyLimit
 from classify_server.grpc_front import build_grpc_front
 from classify_server.http.app import build_app
@@ -130,7 +130,7 @@ class ClassifyServer:
         self.server = self.front.server
         self.concurrency = ConcurrencyLimit(settings.max_concurrent_requests)
         # The data services register through the guard (request ids, concurrency limit); health and
-        # reflection below register directly, so probes are never counted or refused.
+        # reflection below are never counted or refused (health only gets its unparseable bytes refused).
         guarded = GuardedRegistration(self.server, CallGuard(self.concurrency))
         classify_pb2_grpc.add_ClassifierServicer_to_server(
             ClassifierServicer(self.data_plane, settings.stream_window), guarded
@@ -146,7 +146,9 @@ class ClassifyServer:
             tfserving.PredictionServicer(self.data_plane), guarded
         )
         self.services = (SERVICE_NAME, kserve.SERVICE_NAME, tfserving.SERVICE_NAME)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(
+            self.health, GuardedRegistration(self.server, ParseGuard())
+        )
         reflection.enable_server_reflection(
             [
                 *self.services,

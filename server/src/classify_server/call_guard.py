@@ -92,6 +92,39 @@ class CallGuard:
         return guarded
 
 
+class ParseGuard:
+    """Wraps the handlers of services registered as gRPC ships them (health): a request whose bytes do
+    not parse gets INVALID_ARGUMENT saying so, on every front (grpc.aio answers UNKNOWN, pygrpc-native
+    INTERNAL). Nothing else: these calls are neither counted nor given request ids."""
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        behaviour, factory = _behaviour_and_factory(handler)
+        if handler.request_streaming:
+            return handler
+        if inspect.isasyncgenfunction(behaviour):
+
+            async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                if isinstance(request, Unparseable):
+                    await _refuse_unparseable(context, request)
+                async for reply in behaviour(request, context):
+                    yield reply
+
+            parsed: Callable[..., Any] = streaming
+        else:
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                if isinstance(request, Unparseable):
+                    await _refuse_unparseable(context, request)
+                return await behaviour(request, context)
+
+            parsed = unary
+        return factory(
+            parsed,
+            request_deserializer=_tolerant(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+
 class Unparseable:
     """Stands in for a request whose bytes are not a valid message of the method's request type."""
 
@@ -190,7 +223,7 @@ class GuardedRegistration:
     as pre-registered methods; both paths get the same wrapped handlers.
     """
 
-    def __init__(self, server: grpc.aio.Server, guard: CallGuard) -> None:
+    def __init__(self, server: grpc.aio.Server, guard: CallGuard | ParseGuard) -> None:
         self._server = server
         self._guard = guard
 
@@ -212,7 +245,7 @@ class GuardedRegistration:
 class _GuardedGeneric(grpc.GenericRpcHandler):
     """A generic handler whose handlers are wrapped on first use and then reused for every call."""
 
-    def __init__(self, inner: grpc.GenericRpcHandler, guard: CallGuard) -> None:
+    def __init__(self, inner: grpc.GenericRpcHandler, guard: CallGuard | ParseGuard) -> None:
         self._inner = inner
         self._guard = guard
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
