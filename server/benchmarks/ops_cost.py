@@ -5,24 +5,44 @@
 Starts a `classify-server` on loopback (serving_limits.py's helpers; only the one model copied into its
 repository) once per configuration and loads it with `classify bench` (batch 1, concurrency 16 by
 default) for each of: nothing on; tracing on (--otlp-endpoint to an OTLP/HTTP receiver this process runs
-on loopback, which counts the spans it gets); the payload log to a file at sample 1.0 and 0.01. It prints
-requests/s, p50 and p99 per configuration and each one's throughput as a ratio of 'nothing'. It measures,
-it does not assert: run it on a quiet machine, and read the ratios rather than the absolute figures.
+on loopback, which counts the spans it gets); the payload log to a file at sample 1.0 and 0.01; and
+nothing again, last, so the drift of a shared machine shows. It prints requests/s, p50 and p99 per
+configuration and each one's throughput as a ratio of the first 'nothing'.
+
+Served throughput on a busy machine moves by more than these features cost, so it also measures their
+request-path work in this process, which load on other cores hardly changes: CPU microseconds per
+request (all threads, time.process_time) of tracing's hooks as a batch-1 request runs them (traceparent
+adopted, request and queue spans, an execution span with its link, and the OTLP protobuf encoding the
+exporter does), and of the payload log (the sample draw, the record, and the writer thread's JSON line).
+It measures, it does not assert: read the ratios and the microseconds, not the absolute rates.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from serving_limits import bench, serving
+
+from classify_server import tracing
+from classify_server.payload_log import PayloadLog
+from classify_server.serving.data_plane import ClassifyCall
+from classify_server.serving.validation import ImagePayload
+
+HOOK_REQUESTS = 20_000
 
 
 class SpanCounter(BaseHTTPRequestHandler):
@@ -65,6 +85,70 @@ def otlp_receiver() -> Iterator[str]:
         httpd.server_close()
 
 
+class EncodingExporter(SpanExporter):
+    """A span exporter that does the OTLP exporter's CPU work (protobuf encoding) and sends nothing."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        encode_spans(spans).SerializePartialToString()
+        return SpanExportResult.SUCCESS
+
+
+class _Rows:
+    """A batcher queue entry as the execution hook sees it."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows
+
+
+def tracing_us_per_request(requests: int) -> float:
+    """CPU µs per batch-1 request of every tracing hook, spans exported through the batch processor."""
+    call = ClassifyCall("mnist-cnn", None, None, 1)
+    metadata = [("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]
+    rows = np.zeros((1, 28, 28), np.uint8)
+
+    async def run_batch(batch: np.ndarray, deadline: float | None) -> np.ndarray:
+        span = tracing.start_execution("mnist-cnn", [_Rows(batch)], False)
+        assert span is not None
+        tracing.end_execution(span)
+        return batch
+
+    async def one_request() -> None:
+        tracing.adopt_metadata(metadata)
+        traced = tracing.start_request("Classify", call)
+        await tracing.traced_submit(run_batch, "mnist-cnn")(rows, None)
+        tracing.end_request(*traced, None, "OK", None)
+
+    async def requests_in_a_row() -> None:
+        for _ in range(requests):
+            await one_request()
+
+    processor = BatchSpanProcessor(EncodingExporter())
+    tracing.enable(processor)
+    asyncio.run(requests_in_a_row())  # warm-up: imports, first spans
+    started = time.process_time()
+    asyncio.run(requests_in_a_row())
+    processor.force_flush()
+    seconds = time.process_time() - started
+    tracing.disable()
+    return seconds / requests * 1e6
+
+
+def payload_log_us_per_request(requests: int, sample: float, path: Path) -> float:
+    """CPU µs per request of the payload log: offer() on the request path plus the writer thread."""
+    from types import SimpleNamespace
+
+    call = ClassifyCall("mnist-cnn", None, ImagePayload(bytes(784), (1, 28, 28)), 1)
+    spec = SimpleNamespace(name="mnist-cnn", version=1, labels=tuple(str(d) for d in range(10)))
+    result = SimpleNamespace(top_indices=np.array([[7]]), top_scores=np.array([[0.98]], np.float32))
+    payloads = PayloadLog(str(path), sample, requests + 1, "summary")
+    payloads.start()
+    started = time.process_time()
+    for _ in range(requests):
+        payloads.offer(call, spec, "OK", 0.001, result)  # type: ignore[arg-type]
+    payloads.close(timeout=60)  # waits for the writer: its CPU counts
+    return (time.process_time() - started) / requests * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-repository", type=Path, required=True, help="a repository with --model")
@@ -79,6 +163,16 @@ def main() -> int:
         parser.error(f"{args.model_repository} has no {args.model}/ (classify-train ... --export it)")
     rows: list[tuple[str, dict, str]] = []
     with tempfile.TemporaryDirectory(prefix="classify-ops-cost-") as work:
+        print(f"request-path CPU in this process ({HOOK_REQUESTS:,} requests each) ...", flush=True)
+        hooks = {
+            "tracing on (3 spans, 1 link, OTLP encoding)": tracing_us_per_request(HOOK_REQUESTS),
+            "payload log, sample 1.0 (offer + JSON line)": payload_log_us_per_request(
+                HOOK_REQUESTS, 1.0, Path(work) / "hooks-1.jsonl"
+            ),
+            "payload log, sample 0.01": payload_log_us_per_request(
+                HOOK_REQUESTS, 0.01, Path(work) / "hooks-001.jsonl"
+            ),
+        }
         repository = Path(work) / "models"
         shutil.copytree(args.model_repository / args.model, repository / args.model)
         log_file = Path(work) / "payloads.jsonl"
@@ -89,6 +183,7 @@ def main() -> int:
                 ("tracing (--otlp-endpoint, loopback receiver)", [f"--otlp-endpoint={endpoint}"]),
                 ("payload log, file, sample 1.0", [log_to, "--payload-log-sample=1.0"]),
                 ("payload log, file, sample 0.01", [log_to, "--payload-log-sample=0.01"]),
+                ("nothing (again, last)", []),
             ]
             for name, flags in configurations:
                 print(f"{name} ...", flush=True)
@@ -112,6 +207,9 @@ def main() -> int:
             f"{name:<46} {step['requests_per_second']:>8,.0f} {step['p50_ms']:>7.2f} {step['p99_ms']:>7.2f} "
             f"{ratio:>6.2f} {step['errors']!s:>6}  {note}"
         )
+    print("\nrequest-path CPU per request, measured in this process (tracing off costs one flag read)")
+    for name, micros in hooks.items():
+        print(f"{name:<46} {micros:>8.1f} µs")
     return 0
 
 
