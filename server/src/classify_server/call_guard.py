@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from classify_server import tracing
 from classify_server.concurrency import ConcurrencyLimit
 from classify_server.errors import InvalidInputError, OverloadedError, model_of, status_of
 from classify_server.request_ids import (
@@ -196,6 +197,8 @@ def _enter(method: str, context: grpc.aio.ServicerContext) -> None:
     context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
     current_call.set((request_id, method))
     current_route_key.set(route_key_of(context))  # canary routing: serving/labels.py
+    if tracing.state.enabled:  # the caller's traceparent, for every request of this call
+        tracing.adopt_metadata(context.invocation_metadata())
 
 
 def _refuse(context: grpc.aio.ServicerContext, limit: ConcurrencyLimit, model: str = "") -> None:
