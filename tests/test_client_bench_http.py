@@ -5,10 +5,13 @@ over mutual TLS (its HTTP requests go out on its own keep-alive sockets, bench_w
 from __future__ import annotations
 
 import json
+import ssl
+import time
 from pathlib import Path
 
 import pytest
 from conftest import ServerProcess, copy_model, run_cli
+from test_http_tls_and_drain import wait_http_ready
 from test_security import make_ca, make_signed
 
 from classify_server.launcher import free_port
@@ -80,8 +83,15 @@ def test_https_with_the_grpc_sides_certificates(
         repository,
         "--tls-cert-file", server_cert[0], "--tls-key-file", server_cert[1], "--tls-client-ca-file", ca[0],
     )  # fmt: skip
-    started.wait_serving()
+    # The plaintext health probe cannot reach a mutual-TLS server: wait for its HTTP side over TLS.
+    for _ in range(1800):
+        if "HTTP on" in started.log():
+            break
+        time.sleep(0.1)
     assert started.http_url().startswith("https://")
+    context = ssl.create_default_context(cafile=str(ca[0]))
+    context.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
+    wait_http_ready(started.http_url(), verify=context)
     result = run_cli(
         "classify", "--tls-ca", ca[0], "--tls-cert", client_cert[0], "--tls-key", client_cert[1],
         "bench", "--target", started.target, "--http-target", started.http_url(),
