@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from classify_server.errors import InvalidInputError
+from classify_server.request_ids import PRIORITY_HEADER
 
 if TYPE_CHECKING:
     from classify_server.serving.batcher import BatchingPolicy
@@ -40,8 +41,6 @@ class Priority(IntEnum):
     HIGH = 2
 
 
-# The gRPC metadata key and HTTP header that carry a priority where the request message has no field.
-PRIORITY_HEADER = "x-classify-priority"
 PRIORITY_NAMES = {p.name.lower(): p for p in Priority}
 
 # How long an arrival of a priority counts as "that traffic is active" for the background cap.
