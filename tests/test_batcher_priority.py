@@ -112,11 +112,11 @@ def test_a_full_queue_sheds_its_newest_low_priority_request_to_admit_a_high_one(
         newer = asyncio.create_task(batcher.submit(numbered(200, 4), priority=Priority.LOW))
         await asyncio.sleep(0.01)
         assert batcher.queued_rows == 8  # full
-        # A normal request does not fit, and there is nothing below... low: it evicts the newer low one.
+        # A high request does not fit: the newest queued request of a lower priority makes room.
         high = asyncio.create_task(batcher.submit(numbered(300, 4), priority=Priority.HIGH))
         await asyncio.sleep(0.01)
         assert newer.done()
-        with pytest.raises(OverloadedError, match="low-priority request was shed from the queue"):
+        with pytest.raises(OverloadedError, match="lower-priority request was shed from the queue"):
             newer.result()
         # Equal priority never evicts: a low request into the full queue is refused itself.
         with pytest.raises(OverloadedError, match=r"8 rows queued, capacity 8, this request adds 1"):

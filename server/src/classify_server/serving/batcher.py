@@ -6,9 +6,8 @@ becomes the next batch. An optional queue delay waits for more rows, timed from 
 request's arrival (not from when the batcher wakes). Rows count, not requests, both for the batch size
 and for the bounded queue, which rejects instead of blocking when full.
 
-The queue is also bounded in time: the batcher measures how many seconds a row of this model takes,
-and scheduling.py decides from the expected wait which arrivals to refuse (and orders the queue by
-priority). Requests whose deadline passed anyway, or whose caller went away, are dropped before compute.
+The batcher measures seconds per row; scheduling.py orders the queue by priority and refuses arrivals
+by expected wait. Requests whose deadline passed, or whose caller went away, are dropped before compute.
 If a merged batch fails, its requests are re-run one by one so a bad request cannot fail its batch mates.
 """
 
@@ -30,11 +29,14 @@ import numpy as np
 
 from classify_server.errors import DeadlineExceededError, OverloadedError, UnavailableError
 from classify_server.serving.scheduling import (
+    FLOOD_QUEUED_BATCHES,
     OfferedLoad,
     Priority,
     PriorityQueue,
     capacity_refusal,
     eviction_notice,
+    flood_notice,
+    smoothed_rate,
     wait_refusal,
 )
 from classify_server.serving.scheduling import Queued as _Pending
@@ -74,10 +76,6 @@ class BatchingPolicy:
 # An inline execution blocks the event loop, so every model's requests (and health checks) wait for it:
 # small batches run inline only while their last execution took at most this long.
 INLINE_BUDGET_SECONDS = 0.002
-
-# Weight of the newest execution in the seconds-per-row estimate (an exponential moving average over
-# rows, so large executions, which set the pace under load, count most).
-RATE_SMOOTHING = 0.1
 
 # Upper bounds (seconds) of the queue-time and compute-time histograms exported as metrics.
 TIME_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -184,15 +182,17 @@ class DynamicBatcher:
         if self._queue.rows + rows > policy.queue_capacity_rows:
             # Room for a higher priority is made by shedding the newest requests of lower ones.
             evicted = self._queue.evict_below(priority, self._queue.rows + rows - policy.queue_capacity_rows)
-            self.stats.rejected += len(evicted) or 1
-            for victim in evicted:
-                _settle(victim, OverloadedError(eviction_notice(self.name, victim.priority)))
             if not evicted:
+                self.stats.rejected += 1
                 raise OverloadedError(capacity_refusal(self.name, self._queue.rows, policy, rows))
+            self._shed(evicted, eviction_notice(self.name))
         flooding = False
         if policy.shed_floods:
             self._offered.offer(rows, now)
             flooding = self._offered.flooding(self._seconds_per_row, policy.max_batches_in_flight)
+            if flooding:  # what the flood queued before it was recognised would only run late
+                allowed = FLOOD_QUEUED_BATCHES * policy.max_batch_size * policy.max_batches_in_flight
+                self._shed(self._queue.trim_to(int(allowed)), flood_notice(self.name))
         if not (policy.max_queued_batches or policy.max_queue_time or flooding) and deadline is None:
             return  # no time bound applies: spare the request path the wait estimate
         refusal = wait_refusal(
@@ -207,6 +207,11 @@ class DynamicBatcher:
         if refusal is not None:
             self.stats.rejected += 1
             raise OverloadedError(refusal)
+
+    def _shed(self, victims: list[_Pending], message: str) -> None:
+        self.stats.rejected += len(victims)
+        for victim in victims:
+            _settle(victim, OverloadedError(message))
 
     async def run_exclusive(self, work: Callable[[], T]) -> T:
         """Run other work of this model (an explain execution) on its worker threads, in its turn: it
@@ -347,7 +352,7 @@ class DynamicBatcher:
             if len(rows) <= self.policy.inline_max_rows:
                 self._small_batch_seconds = elapsed  # one float store: safe from a worker thread
             with self._stats_lock:
-                self._seconds_per_row = _smoothed_rate(
+                self._seconds_per_row = smoothed_rate(
                     self._seconds_per_row, elapsed, len(padded), self.policy.max_batch_size
                 )
                 self.stats.compute_seconds += elapsed
@@ -364,18 +369,6 @@ class DynamicBatcher:
             stop = start + len(pending.rows)
             _settle(pending, outputs[start:stop])
             start = stop
-
-
-def _smoothed_rate(previous: float, seconds: float, rows: int, full_batch: int) -> float:
-    """The seconds-per-row estimate after an execution of ``rows`` rows took ``seconds``.
-
-    A full batch moves it by RATE_SMOOTHING of the difference and smaller ones in proportion: a row
-    costs less in a large batch, and large batches are what a loaded queue drains in.
-    """
-    if previous == 0.0:
-        return seconds / rows
-    weight = min(1.0, RATE_SMOOTHING * rows / full_batch)
-    return previous + weight * (seconds / rows - previous)
 
 
 def pad_rows(rows: np.ndarray, preferred: Sequence[int]) -> np.ndarray:

@@ -55,6 +55,10 @@ FLOOD_WINDOW_SECONDS = 0.5
 # running execution ends (2026-11-28, 10x flood of 128-image requests: accepted p99 1.8-2.0x unloaded).
 FLOOD_QUEUED_BATCHES = 0.1
 
+# Weight of the newest execution in the seconds-per-row estimate (an exponential moving average over
+# rows, so large executions, which set the pace under load, count most).
+RATE_SMOOTHING = 0.1
+
 
 def parse_priority(text: str) -> Priority:
     """A priority from metadata or a header: ``high``, ``normal`` or ``low`` (any case); empty is normal."""
@@ -187,6 +191,12 @@ class PriorityQueue:
                 evicted.append(item)
         return evicted
 
+    def trim_to(self, rows_allowed: int) -> list[Queued]:
+        """Pop the newest requests of the lowest priorities until at most ``rows_allowed`` rows stay:
+        when a flood is recognised, what it queued before is shed rather than left to run late."""
+        excess = self.rows - max(rows_allowed, 0)
+        return self.evict_below(Priority.HIGH + 1, excess) if excess > 0 else []  # type: ignore[arg-type]
+
     def _add(self, priority: Priority, rows: int) -> None:
         self._rows[priority] += rows
         self.rows += rows
@@ -254,10 +264,10 @@ def wait_refusal(
     return None
 
 
-def eviction_notice(model: str, priority: Priority) -> str:
+def eviction_notice(model: str) -> str:
     return (
-        f"model {model!r} is overloaded: this {priority.name.lower()}-priority request was shed from "
-        "the queue to admit higher-priority work; retry with backoff"
+        f"model {model!r} is overloaded: this lower-priority request was shed from the queue to admit "
+        "higher-priority work; retry with backoff"
     )
 
 
@@ -266,3 +276,22 @@ def capacity_refusal(model: str, queued: int, policy: BatchingPolicy, rows: int)
         f"model {model!r} is overloaded: {queued} rows queued, capacity {policy.queue_capacity_rows}, "
         f"this request adds {rows}; retry with backoff"
     )
+
+
+def flood_notice(model: str) -> str:
+    return (
+        f"model {model!r} is overloaded: requests arrive faster than {FLOOD_FACTOR:g}x what it can run, "
+        "and this one was shed from the queue; retry with backoff or on another replica"
+    )
+
+
+def smoothed_rate(previous: float, seconds: float, rows: int, full_batch: int) -> float:
+    """The seconds-per-row estimate after an execution of ``rows`` rows took ``seconds``.
+
+    A full batch moves it by RATE_SMOOTHING of the difference and smaller ones in proportion: a row
+    costs less in a large batch, and large batches are what a loaded queue drains in.
+    """
+    if previous == 0.0:
+        return seconds / rows
+    weight = min(1.0, RATE_SMOOTHING * rows / full_batch)
+    return previous + weight * (seconds / rows - previous)
