@@ -6,6 +6,8 @@ still ties two modules together); imports under ``TYPE_CHECKING`` are left out b
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grimp
 
 PACKAGES = ("classify_client", "classify_server", "classify_train")
@@ -63,3 +65,26 @@ def test_no_import_cycle_in_any_package() -> None:
     assert len(modules) > 50, "the graph should cover all three packages"
     edges = {m: set(graph.find_modules_directly_imported_by(m)) & modules for m in modules}
     assert strongly_connected(edges) == []
+
+
+MAX_MODULE_LINES = 400
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Generated code, installed environments and build output are not the repository's modules.
+NOT_OURS = {".venv", ".git", "build", "node_modules"}
+GENERATED = "wire/proto/"
+
+
+def test_no_module_exceeds_the_size_rule() -> None:
+    modules = [
+        path
+        for path in REPO_ROOT.rglob("*.py")
+        if not NOT_OURS & set(path.relative_to(REPO_ROOT).parts)
+        and GENERATED not in path.relative_to(REPO_ROOT).as_posix()
+    ]
+    assert len(modules) > 100, "the walk found too few modules to be the repository"
+    too_long = {
+        path.relative_to(REPO_ROOT).as_posix(): lines
+        for path in modules
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
+    assert not too_long, f"modules over {MAX_MODULE_LINES} lines (split them by job): {too_long}"

@@ -9,14 +9,17 @@ tests/output/playground/ (gitignored), kept after the run for people and CI logs
 from __future__ import annotations
 
 import io
+import json
 import math
+import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
 from PIL import Image, ImageDraw
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 OUTPUT = REPO_ROOT / "tests" / "output" / "playground"
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package, installed by `make install`
@@ -55,15 +58,24 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-def open_page(browser: Browser, server, viewport: dict[str, int]) -> Iterator[Page]:
+def open_page(
+    browser: Browser, server, viewport: dict[str, int], failed_status: int | None = None
+) -> Iterator[Page]:
     """The playground in a fresh browser context; it fails the test on any script error or any
-    request that leaves the server (a CDN, a font)."""
+    request that leaves the server (a CDN, a font). ``failed_status``: the one HTTP status a test
+    expects the page's calls to meet (Chromium logs each failed fetch as a console error)."""
     base = server.http_url()
     context = browser.new_context(viewport=viewport)
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    expected = f"status of {failed_status}" if failed_status else None
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error" and not (expected and expected in message.text):
+            problems.append(message.text)
+
+    page.on("console", console)
     page.on(
         "request",
         lambda request: request.url.startswith(base) or problems.append(f"left the server: {request.url}"),
@@ -122,6 +134,63 @@ def zero() -> list[tuple[float, float]]:
     ]
 
 
+# Per cell of the 28x28 image sent (the preview) and of the attribution map beside it: the input's
+# grey level and the map's colour, classified as for (blue), against (red) or zero (white).
+MAP_CELLS = """(() => {
+  const read = (id) => document.getElementById(id).getContext('2d').getImageData(0, 0, 28, 28).data;
+  const input = read('preview');
+  const map = read('explain-map');
+  const cells = [];
+  for (let i = 0; i < 28 * 28; i += 1) {
+    const [r, g, b] = [map[4 * i], map[4 * i + 1], map[4 * i + 2]];
+    const kind = r === 255 && g === 255 && b === 255 ? 'zero' : b > r + 40 ? 'for' : r > b + 40 ? 'against' : 'faint';
+    cells.push({ ink: input[4 * i], kind });
+  }
+  return cells;
+})()"""
+
+
+def map_cells(page: Page) -> list[dict[str, object]]:
+    wait_idle(page)
+    assert page.inner_text("#explain-error") == ""
+    return page.evaluate(MAP_CELLS)
+
+
+def assert_map_explains_the_stroke(page: Page, label: str) -> None:
+    """Blue on the stroke, and nothing where the image is black: integrated gradients from a black
+    baseline scale each pixel's gradient by its own level, so a black pixel has no vote at all."""
+    cells = map_cells(page)
+    on_ink = [cell["kind"] for cell in cells if int(cell["ink"]) > 64]
+    off_ink = [cell["kind"] for cell in cells if cell["ink"] == 0]
+    assert on_ink.count("for") >= 5, f"{on_ink.count('for')} blue cells of {len(on_ink)} on the stroke"
+    assert set(off_ink) == {"zero"}, f"black input cells coloured: {sorted(set(off_ink))}"
+    assert f"Why {label} (" in page.inner_text("#explain-status")
+    assert "integrated gradients" in page.inner_text("#explain-status")
+    assert f"class {label}:" in (page.get_attribute("#explain-map", "aria-label") or "")
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def assert_tokens_highlight(page: Page, review: str, label: str) -> list[tuple[str, float]]:
+    """The review's words, in order, each a span coloured by its score; the scores are returned."""
+    wait_idle(page)
+    assert page.inner_text("#explain-error") == ""
+    spans = page.eval_on_selector_all(
+        "#explain-tokens .token",
+        "(spans) => spans.map((s) => [s.textContent, Number(s.dataset.score), getComputedStyle(s).backgroundColor])",
+    )
+    assert spans, "no highlighted token"
+    tokens = [token for token, _, _ in spans]
+    assert tokens == words(review)[: len(tokens)], tokens
+    assert len(tokens) >= 10
+    coloured = [colour for _, score, colour in spans if score != 0]
+    assert coloured and all(colour != "rgb(255, 255, 255)" for colour in coloured)
+    assert f"For {label}, most:" in page.inner_text("#tokens-summary")
+    return [(token, score) for token, score, _ in spans]
+
+
 def choose_model(page: Page, name: str) -> None:
     page.select_option("#model", name)
     wait_idle(page)
@@ -133,13 +202,16 @@ def test_drawn_digits_are_read_as_drawn(page: Page) -> None:
     assert shown_label(page) == "1"
     assert page.locator("#classes li").count() == 3  # top_k 3, as bars with probabilities
     assert page.inner_text("#latency").endswith(" ms")
+    assert_map_explains_the_stroke(page, "1")
     page.screenshot(path=OUTPUT / "digit-1.png", full_page=True)
 
     page.click("#clear")
     wait_idle(page)
     assert page.inner_text("#summary") == "Draw a digit."
+    assert {cell["kind"] for cell in map_cells(page)} == {"zero"}  # the map is cleared with the pad
     stroke(page, zero())
     assert shown_label(page) == "0"
+    assert_map_explains_the_stroke(page, "0")
     page.screenshot(path=OUTPUT / "digit-0.png", full_page=True)
 
 
@@ -149,12 +221,17 @@ def test_reviews_are_read_as_written(page: Page) -> None:
     page.locator("#review").press_sequentially(POSITIVE[:60])  # answers update as one types
     page.locator("#review").fill(POSITIVE)
     assert shown_label(page) == "positive"
+    positive = dict(assert_tokens_highlight(page, POSITIVE, "positive"))
     page.screenshot(path=OUTPUT / "review-positive.png", full_page=True)
 
     page.locator("#review").fill(NEGATIVE)
     assert shown_label(page) == "negative"
     assert page.locator("#classes li").count() == 2  # top_k 3 asked, the model has two classes
+    negative = dict(assert_tokens_highlight(page, NEGATIVE, "negative"))
     page.screenshot(path=OUTPUT / "review-negative.png", full_page=True)
+    # Each verdict's own words vote for it: the praise for "positive", the complaints for "negative".
+    assert max(positive[w] for w in ("wonderful", "superb", "beautiful", "loved", "best")) > 0
+    assert max(negative[w] for w in ("awful", "boring", "stupid", "terrible", "worst")) > 0
 
 
 def test_keyboard_alone_picks_a_version_and_draws(page: Page) -> None:
@@ -210,6 +287,38 @@ def test_phone_width_fits_without_sideways_scrolling(phone: Page) -> None:
     assert shown_label(phone) == "1"
     width = phone.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"the page is {width} px wide on a {PHONE['width']} px screen"
-    pad = phone.locator("#pad").bounding_box()
-    assert pad is not None and pad["x"] >= 0 and pad["x"] + pad["width"] <= PHONE["width"]
+    for element in ("#pad", "#explain-map"):
+        box = phone.locator(element).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], element
+    assert_map_explains_the_stroke(phone, "1")
     phone.screenshot(path=OUTPUT / "phone-375.png", full_page=True)
+
+
+def test_a_model_without_the_explain_signature_shows_why_not_and_still_classifies(
+    browser: Browser, quick_repository: Path, tmp_path: Path, private_server
+) -> None:
+    import tensorflow as tf
+
+    from classify_train.explain_reexport import rebuild
+    from classify_train.export import write_saved_model
+    from classify_train.recipes import get_recipe
+
+    source = quick_repository / "mnist-softmax" / "1"
+    old = tmp_path / "repo" / "mnist-softmax" / "1"
+    old.mkdir(parents=True)
+    shutil.copy(source / "model.json", old / "model.json")
+    document = json.loads((source / "model.json").read_text())
+    write_saved_model(
+        rebuild(get_recipe("mnist-softmax"), document, tf.saved_model.load(str(source))), old, []
+    )
+    server = private_server(tmp_path / "repo")  # as exported before explain existed
+    server.wait_serving()
+    for page in open_page(browser, server, DESKTOP, failed_status=400):
+        stroke(page, one())
+        assert shown_label(page) in {str(digit) for digit in range(10)}  # the bars are there
+        message = page.inner_text("#explain-error")
+        assert "classify-train export-signatures" in message, message
+        assert message.endswith("(HTTP 400 FAILED_PRECONDITION)"), message
+        assert page.inner_text("#explain-status") == ""
+        assert {cell["kind"] for cell in page.evaluate(MAP_CELLS)} == {"zero"}
+        page.screenshot(path=OUTPUT / "explain-unavailable.png", full_page=True)

@@ -15,12 +15,12 @@ import grpc
 import numpy as np
 
 from .conversions import merge_results, result_from_response
-from .core import ClassifyPlan, ClientCore, StreamSession, UnaryCall
+from .core import ClassifyPlan, ClientCore, UnaryCall
 from .errors import ClassifyError
 from .explanations import ExplainResult
 from .retry import RetryingFuture
 from .settings import UNSET, Timeout
-from .streaming import reply_from_proto
+from .streaming import StreamSession, reply_from_proto
 from .types import ClassifyResult, ModelInfo, ModelMetadata, StreamReply, StreamRequest
 from .wire.proto.classify.v1 import classify_pb2
 

@@ -10,9 +10,7 @@ tests/test_client_parity.py checks that both expose the same methods with the sa
 
 from __future__ import annotations
 
-import itertools
-import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -31,8 +29,9 @@ from .conversions import (
     metadata_from_proto,
     model_info_from_proto,
 )
-from .errors import ClassifyError, DeadlineExceededError, ModelNotFoundError, error_from_rpc
+from .errors import ClassifyError
 from .explanations import ExplainResult, explain_request, explanation_from_proto
+from .health import ReadinessPoll, unknown_service_status
 from .retry import Deadline, Retrier, RetryPolicy
 from .settings import (
     DEFAULT_CHUNK_ROWS,
@@ -46,17 +45,12 @@ from .settings import (
     channel_options,
     with_token,
 )
-from .streaming import stream_request_proto
+from .streaming import StreamSession
 from .types import ModelInfo, ModelMetadata, StreamRequest
 from .wire.proto.classify.v1 import classify_pb2, classify_pb2_grpc
 
 T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...] | None
-
-# A single health check inside wait_until_ready never waits longer than this, so a hung server does not
-# eat the whole wait in one poll; nor less than the floor, which gRPC needs to answer at all.
-HEALTH_POLL_CEILING = 5.0
-HEALTH_POLL_FLOOR = 0.05
 
 
 def _reraise(error: ClassifyError) -> Any:
@@ -122,74 +116,6 @@ class ClassifyPlan:
         """The chunks after the first. Their requests are pinned to the version the first answer names,
         so one result never mixes two versions when a new one is loaded while chunks are in flight."""
         return self.bounds[1:]
-
-
-class StreamSession:
-    """One ClassifyStream call's outgoing side: numbering requests and keeping a local validation error.
-
-    gRPC drains the outgoing iterator in a thread (sync) or a task (asyncio) of its own, where an
-    exception would be swallowed and the call cancelled: the iterator stops cleanly instead, and the
-    error is raised in the caller's thread once the replies to earlier requests are out.
-    """
-
-    def __init__(self, requests: Iterable[StreamRequest] | AsyncIterable[StreamRequest]) -> None:
-        self._requests: Any = requests  # an Iterable for the sync client, either kind for asyncio
-        self._numbers = itertools.count()
-        self._error: BaseException | None = None
-
-    def outgoing(self) -> Iterator[classify_pb2.ClassifyRequest]:
-        try:
-            for request in self._requests:
-                yield stream_request_proto(request, next(self._numbers))
-        except Exception as error:
-            self._error = error
-
-    async def outgoing_async(self) -> AsyncIterator[classify_pb2.ClassifyRequest]:
-        try:
-            async for request in _aiter(self._requests):
-                yield stream_request_proto(request, next(self._numbers))
-        except Exception as error:
-            self._error = error
-
-    def failure(self, error: grpc.RpcError) -> BaseException:
-        """What to raise when the call failed: the local error that ended it, else the server's."""
-        return self._error if self._error is not None else error_from_rpc(error)
-
-    def raise_local_error(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-
-class ReadinessPoll:
-    """The bookkeeping of ``wait_until_ready``: how long each check may take, and when to give up."""
-
-    def __init__(self, target: str, model: str | None, timeout: float, poll_interval: float) -> None:
-        self.service = model or ""
-        self.interval = poll_interval
-        self._target = target
-        self._timeout = timeout
-        self._deadline = time.monotonic() + timeout
-
-    def check_timeout(self) -> float:
-        remaining = self._deadline - time.monotonic()
-        return max(min(remaining, HEALTH_POLL_CEILING), HEALTH_POLL_FLOOR)
-
-    @staticmethod
-    def describe(error: ClassifyError) -> str:
-        """An unreachable server is not ready yet, not a failure: it becomes the last status seen."""
-        return f"{error.code.name}: {error.details}"
-
-    def ready(self, status: str) -> bool:
-        """True once ``status`` is SERVING; raises DeadlineExceededError when no time is left to poll."""
-        if status == health_protocol.SERVING:
-            return True
-        if time.monotonic() + self.interval > self._deadline:
-            raise DeadlineExceededError(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"{self.service or 'server'} at {self._target} not SERVING after {self._timeout:g}s "
-                f"(last: {status})",
-            )
-        return False
 
 
 class ClientCore:
@@ -404,24 +330,8 @@ class ClientCore:
             idempotent=False,
             timeout=timeout,
             headers=headers,
-            recover=_unknown_service_status,
+            recover=unknown_service_status,
         )
 
     def _readiness_poll(self, model: str | None, timeout: float, poll_interval: float) -> ReadinessPoll:
         return ReadinessPoll(self.target, model, timeout, poll_interval)
-
-
-def _unknown_service_status(error: ClassifyError) -> str:
-    """The standard health servicer answers Check on a service it never heard of with NOT_FOUND."""
-    if isinstance(error, ModelNotFoundError):
-        return health_protocol.SERVICE_UNKNOWN
-    raise error
-
-
-async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item

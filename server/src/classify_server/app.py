@@ -10,6 +10,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from classify_client.wire.proto.classify.v1 import classify_pb2_grpc
+from classify_server import tracing
 from classify_server.call_guard import CallGuard, GuardedRegistration, ParseGuard
 from classify_server.concurrency import ConcurrencyLimit
 from classify_server.grpc_front import build_grpc_front
@@ -166,6 +167,7 @@ class ClassifyServer:
         self._background: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
         self._started = False
+        self._tracing = False  # this server turned tracing on, so turns it off (flushing) at stop
 
     def _http_server(self, settings: ServerSettings) -> HttpServer | None:
         """The HTTP/JSON APIs over the same data plane, limit and tokens; None with --http-port -1."""
@@ -210,6 +212,9 @@ class ClassifyServer:
         """Listen first (so probes see NOT_SERVING while models load), then load, warm and go SERVING."""
         for service in (OVERALL, *self.services):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.settings.otlp_endpoint is not None:
+            tracing.enable_otlp(self.settings.otlp_endpoint, self.settings.otlp_service_name)
+            self._tracing = True
         address = f"{self.settings.host}:{self.settings.port}"
         if self.settings.tls_cert_file is not None and self.settings.tls_key_file is not None:
             credentials = server_credentials(
@@ -305,6 +310,8 @@ class ClassifyServer:
         await self.registry.close()
         if self.data_plane.payload_log is not None:  # what the sink accepts in time is written
             await asyncio.to_thread(self.data_plane.payload_log.close)
+        if self._tracing:  # the spans still buffered are exported (the exporter's timeout bounds it)
+            await asyncio.to_thread(tracing.disable)
         log.info("stopped", extra={"event": "server_stopped"})
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from classify_server import tracing
 from classify_server.concurrency import ConcurrencyLimit
 from classify_server.errors import InvalidInputError, OverloadedError, model_of, status_of
 from classify_server.request_ids import (
@@ -199,6 +200,8 @@ def _enter(method: str, context: grpc.aio.ServicerContext) -> None:
     current_call.set((request_id, method))
     current_route_key.set(route_key_of(context))  # canary routing: serving/labels.py
     current_priority.set(priority_of(context))  # queue order: serving/scheduling.py
+    if tracing.state.enabled:  # the caller's traceparent, for every request of this call
+        tracing.adopt_metadata(context.invocation_metadata())
 
 
 def _refuse(context: grpc.aio.ServicerContext, limit: ConcurrencyLimit, model: str = "") -> None:

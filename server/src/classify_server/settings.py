@@ -62,7 +62,7 @@ class ServerSettings(BaseSettings):
         description="How often to look for new, changed or removed versions in the repository; 0: never "
         "(load and unload then happen only through the LoadModel and UnloadModel RPCs)",
     )
-    # -- Production features of issue 21 (labels and canaries, response cache, payload log) ---------------
+    # -- Production features of issue 21 (labels, canaries, response cache, payload log, tracing) ------------
     model_version_labels: dict[str, dict[str, int]] = Field(
         default_factory=dict,
         description="Version labels per model, as JSON: "
@@ -108,6 +108,27 @@ class ServerSettings(BaseSettings):
         description="Entries waiting for the payload log's sink; beyond it entries are dropped and counted "
         '(classify_payload_log_entries_total{outcome="dropped"}), never waited for',
     )
+    otlp_endpoint: str | None = Field(
+        None,
+        description="Trace requests with OpenTelemetry and export the spans over OTLP/HTTP to this "
+        "receiver, e.g. http://collector:4318 (spans go to its /v1/traces; a URL with a path is used as "
+        "given); the caller's W3C traceparent is honoured. Unset: tracing is off and costs nothing",
+    )
+    otlp_service_name: str = Field(
+        "classify-server",
+        min_length=1,
+        description="service.name of the exported spans (--otlp-endpoint), e.g. one per deployment",
+    )
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _otlp_url(cls, endpoint: str | None) -> str | None:
+        from classify_server.tracing import otlp_traces_url
+
+        if endpoint is not None:
+            otlp_traces_url(endpoint)  # raises ValueError saying what is wrong
+        return endpoint
+
     # -- End of the issue 21 block -------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 for all interfaces")
     port: int = Field(8500, ge=0, le=65535, description="gRPC port; 0 picks a free one (logged)")
@@ -215,7 +236,7 @@ class ServerSettings(BaseSettings):
         "0: only the deadline bounds the wait",
     )
     shed_floods: bool = Field(
-        True,
+        False,
         description="While rows arrive faster than twice what a model runs (an open-loop flood: closed-loop "
         "callers never offer more than it runs), admit only requests expected to start within a tenth of "
         "a full batch, so accepted calls stay fast; the rest get RESOURCE_EXHAUSTED at once",

@@ -12,6 +12,7 @@ import click
 
 from .bench import bench
 from .common import REQUEST_ID_HEADER, Connection, parse_headers
+from .explain import explain
 from .health import health
 from .label import label_command
 from .models import load_command, models, unload_command
@@ -76,5 +77,5 @@ def main(
     )
 
 
-for command in (score, models, health, load_command, unload_command, label_command, bench):
+for command in (score, explain, models, health, load_command, unload_command, label_command, bench):
     main.add_command(command)

@@ -1,8 +1,8 @@
 """``classify bench`` over HTTP: KServe V2 REST ``infer`` with binary-extension or JSON tensor bodies.
 
-The same rules as the gRPC load generator (load_generator.py): every request body is built once up
-front, and an answer is checked by its status only, never parsed. httpx on HTTP/1.1 keeps one
-connection per request in flight, as a pool of keep-alive connections.
+The same rules as the gRPC load generator (load_generator.py): every request is built once up front,
+and an answer is checked by its status only, never parsed. The requests go out on keep-alive HTTP/1.1
+connections, one per request in flight (bench_wire.py); httpx only asks for the model's metadata.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 
 from ..conversions import Inputs, serialize_texts
+from .bench_wire import ConnectionPool, Origin, WireError, post_request
 from .load_generator import LoadLoop, LoadSpec, StepResult, run_steps, serialized_requests
 
 DEFAULT_HTTP_PORT = 8501
@@ -136,36 +137,32 @@ def json_payload(batch: Inputs, names: TensorNames) -> HttpPayload:
 
 
 class HttpLoadGenerator(LoadLoop):
-    """Posts pre-built KServe V2 REST bodies to one infer route and times them."""
+    """Posts pre-built KServe V2 REST requests (whole ``POST``s as bytes) to one origin and times them."""
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        pool: ConnectionPool,
         *,
-        path: str,
         target: str,
-        payloads: Sequence[HttpPayload],
+        requests: Sequence[bytes],
         headers: dict[str, str] | None,
         credentials: grpc.ChannelCredentials | None,
     ) -> None:
-        super().__init__(target, payloads, headers, credentials)
-        self._http = client
-        self._path = path
+        super().__init__(target, requests, headers, credentials)
+        self._pool = pool
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._pool.close()
         await super().close()
 
-    async def _send(self, payload: HttpPayload, timeout: float) -> str | None:
+    async def _send(self, payload: bytes, timeout: float) -> str | None:
         try:
-            reply = await self._http.post(
-                self._path, content=payload.body, headers=payload.headers, timeout=timeout
-            )
-        except httpx.TimeoutException:
+            status = await self._pool.send(payload, timeout)
+        except TimeoutError:
             return "DEADLINE_EXCEEDED"
-        except httpx.HTTPError as exc:
+        except (OSError, WireError) as exc:
             return type(exc).__name__
-        return None if reply.status_code == 200 else f"HTTP_{reply.status_code}"
+        return None if status == 200 else f"HTTP_{status}"
 
 
 async def http_generator(
@@ -179,27 +176,22 @@ async def http_generator(
     protocol: str,
     headers: dict[str, str] | None,
     credentials: grpc.ChannelCredentials | None,
-    specs: Sequence[LoadSpec],
 ) -> HttpLoadGenerator:
-    """A generator for ``http-binary`` or ``http-json``, with one keep-alive connection per request in
-    flight at the largest concurrency of ``specs``."""
-    most = max(spec.concurrency for spec in specs)
-    client = httpx.AsyncClient(
-        base_url=http.base_url,
-        headers=headers or {},
-        verify=http.verify,
-        limits=httpx.Limits(max_connections=most, max_keepalive_connections=most),
-    )
-    try:
+    """A generator for ``http-binary`` or ``http-json``: as many keep-alive connections as requests in
+    flight."""
+    async with httpx.AsyncClient(base_url=http.base_url, headers=headers or {}, verify=http.verify) as client:
         names = await tensor_names(client, model, version, {})
-    except BaseException:
-        await client.aclose()
-        raise
     encode = binary_payload if protocol == "http-binary" else json_payload
-    payloads = serialized_requests(pool, batch_size, lambda batch: encode(batch, names))
-    path = infer_path(model, version) + "/infer"
+    origin = Origin.of(http.base_url, http.verify)
+    path = urlsplit(http.base_url).path.rstrip("/") + infer_path(model, version) + "/infer"
+
+    def request(batch: Inputs) -> bytes:
+        payload = encode(batch, names)
+        return post_request(origin, path, payload.body, {**(headers or {}), **payload.headers})
+
+    requests = serialized_requests(pool, batch_size, request)
     return HttpLoadGenerator(
-        client, path=path, target=target, payloads=payloads, headers=headers, credentials=credentials
+        ConnectionPool(origin), target=target, requests=requests, headers=headers, credentials=credentials
     )
 
 
@@ -228,6 +220,5 @@ async def http_benchmark(
         protocol=protocol,
         headers=headers,
         credentials=credentials,
-        specs=specs,
     )
     return await run_steps(generator, specs, batch_size, model, protocol)

@@ -14,6 +14,7 @@ from fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from classify_server import tracing
 from classify_server.concurrency import ConcurrencyLimit
 from classify_server.errors import InvalidInputError, OverloadedError, UnauthenticatedError
 from classify_server.http.errors import BodyTimeoutError, BodyTooLargeError, error_response
@@ -157,6 +158,8 @@ class RequestIdMiddleware:
         current_call.set((request_id, f"{scope['method']} {scope['path']}"))
         current_route_key.set(route_key)  # canary routing: serving/labels.py
         current_priority.set(priority)  # queue order: serving/scheduling.py
+        if tracing.state.enabled:  # the caller's traceparent, for the request's spans
+            tracing.adopt_headers(scope["headers"])
         header = (REQUEST_ID_HEADER, request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from classify_server import tracing
 from classify_server.errors import DeadlineExceededError, OverloadedError, UnavailableError
 from classify_server.serving.scheduling import (
     FLOOD_QUEUED_BATCHES,
@@ -307,6 +308,8 @@ class DynamicBatcher:
         )
 
     async def _execute(self, batch: list[_Pending], inline: bool = False) -> None:
+        # Tracing's hook (tracing.py): one span per execution, linked to each request of the batch.
+        span = tracing.start_execution(self.name, batch, inline) if tracing.state.enabled else None
         inputs = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
         key = id(batch)
         self._running[key] = (len(inputs), time.perf_counter())
@@ -318,9 +321,13 @@ class DynamicBatcher:
                 outputs = await loop.run_in_executor(self._executor, self._run_in_chunks, inputs)
         except Exception as exc:
             del self._running[key]
+            if span is not None:
+                tracing.end_execution(span, exc)
             await self._after_failure(batch, exc, inline)
             return
         del self._running[key]
+        if span is not None:
+            tracing.end_execution(span)
         self._scatter(batch, outputs)
 
     async def _after_failure(self, batch: list[_Pending], exc: Exception, inline: bool) -> None:

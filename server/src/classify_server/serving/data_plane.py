@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from classify_client.wire.arrays import top_classes
+from classify_server import tracing
 from classify_server.errors import DeadlineExceededError, code_of
 from classify_server.request_ids import current_priority
 from classify_server.serving.batcher import BatcherStats
@@ -88,16 +89,20 @@ class DataPlane:
         spec: ModelSpec | None = None
         result: T | None = None
         code = "OK"
+        error: BaseException | None = None
+        traced = tracing.start_request(method, call) if tracing.state.enabled else None
         try:
             model = self.registry.resolve(call.model, call.version, call.version_label)
             spec = model.spec
             result = await answer(model)
             return result
         except BaseException as exc:
-            code = code_of(exc).name
+            code, error = code_of(exc).name, exc
             raise
         finally:
             seconds = time.perf_counter() - started
+            if traced is not None:
+                tracing.end_request(*traced, spec, code, error)
             if self._metrics is not None:
                 self._metrics.observe(
                     spec.name if spec else None,
@@ -120,12 +125,13 @@ class DataPlane:
             deadline = asyncio.get_running_loop().time() + call.time_remaining
         priority = call.priority if call.priority is not None else parse_priority(current_priority.get())
         cache = self.cache.rows_for(model) if self.cache is not None else None
+        submit = model.batcher.submit
+        if tracing.state.enabled:  # a queue span around the wait, which the execution span ends
+            submit = tracing.traced_submit(submit, model.spec.name)
         if cache is None:
-            probabilities = await model.batcher.submit(batch, deadline, priority)
+            probabilities = await submit(batch, deadline, priority)
         else:
-            probabilities = await classify_cached(
-                cache, batch, lambda rows: model.batcher.submit(rows, deadline, priority)
-            )
+            probabilities = await classify_cached(cache, batch, lambda rows: submit(rows, deadline, priority))
         indices, scores = top_classes(probabilities, call.top_k)
         return Classification(model.spec, probabilities, indices, scores)
 

@@ -1,4 +1,5 @@
-// Classify playground: draws a digit or takes a review and asks POST /api/v1/models/{name}:classify.
+// Classify playground: draws a digit or takes a review and asks POST /api/v1/models/{name}:classify
+// (and explain.js the :explain route, for the view of why).
 // Plain browser JavaScript, no library: the page must work offline from the server's own package.
 "use strict";
 
@@ -35,7 +36,10 @@
       // a proxy's HTML error page: the status below says enough
     }
     if (!response.ok) {
-      throw new Error(body && body.error ? body.error : `HTTP ${response.status} ${response.statusText}`);
+      const error = new Error(body && body.error ? body.error : `HTTP ${response.status} ${response.statusText}`);
+      error.status = response.status;
+      error.code = body && body.code; // the gRPC status name, e.g. FAILED_PRECONDITION
+      throw error;
     }
     return body;
   }
@@ -150,6 +154,8 @@
       showNothing();
       return;
     }
+    // The explanation is asked for beside the classification, not after it: the bars need not wait.
+    const explained = window.playgroundExplain.request(model.name, body, api);
     const started = performance.now();
     try {
       const reply = await api(`api/v1/models/${encodeURIComponent(model.name)}:classify`, {
@@ -161,6 +167,7 @@
     } catch (error) {
       ui.error.textContent = error.message;
     }
+    await explained;
   }
 
   // ---- results -----------------------------------------------------------------------------------------
@@ -170,6 +177,7 @@
     ui.summary.textContent = model && isTextModel(model) ? "Type or paste a review." : "Draw a digit.";
     ui.classes.replaceChildren();
     ui.error.textContent = "";
+    window.playgroundExplain.clear();
   }
 
   function percent(score) {
