@@ -57,6 +57,7 @@ class AsyncClient(ClientCore):
         timeout: Timeout = UNSET,
         headers: Mapping[str, str] | None = None,
         version_label: str | None = None,
+        priority: str | None = None,
     ) -> ClassifyResult:
         """Classify N images or N texts with one model; one prediction per item, in input order."""
         plan = self._classify_plan(
@@ -69,6 +70,7 @@ class AsyncClient(ClientCore):
             timeout=timeout,
             headers=headers,
             version_label=version_label,
+            priority=priority,
         )
         first = await self._call_classify(plan.first_request(), plan)
         if len(plan.bounds) == 1:

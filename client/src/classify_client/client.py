@@ -83,6 +83,7 @@ class Client(ClientCore):
         timeout: Timeout = UNSET,
         headers: Mapping[str, str] | None = None,
         version_label: str | None = None,
+        priority: str | None = None,
     ) -> ClassifyResult:
         """Classify N images or N texts with one model; one prediction per item, in input order."""
         plan = self._classify_plan(
@@ -95,6 +96,7 @@ class Client(ClientCore):
             timeout=timeout,
             headers=headers,
             version_label=version_label,
+            priority=priority,
         )
         first = self._call_classify(plan.first_request(), plan)
         if len(plan.bounds) == 1:
@@ -116,6 +118,7 @@ class Client(ClientCore):
         timeout: Timeout = UNSET,
         headers: Mapping[str, str] | None = None,
         version_label: str | None = None,
+        priority: str | None = None,
     ) -> ClassifyFuture:
         """Start one Classify call without waiting (never split into chunks); see ``classify``."""
         plan = self._classify_plan(
@@ -128,6 +131,7 @@ class Client(ClientCore):
             timeout=timeout,
             headers=headers,
             version_label=version_label,
+            priority=priority,
         )
         return self._future(plan.whole_request(), plan)
 

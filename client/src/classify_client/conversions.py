@@ -92,6 +92,26 @@ def check_top_k(top_k: int) -> int:
     return int(top_k)
 
 
+# Where a request queues on the server: high first, low (batch jobs) in the room online traffic leaves.
+# Native calls carry it in ClassifyRequest.priority; other protocols in this metadata key / HTTP header.
+PRIORITY_HEADER = "x-classify-priority"
+PRIORITIES = {
+    "high": classify_pb2.PRIORITY_HIGH,
+    "normal": classify_pb2.PRIORITY_NORMAL,
+    "low": classify_pb2.PRIORITY_LOW,
+}
+
+
+def check_priority(priority: str | None) -> int:
+    """The proto value of ``high``, ``normal`` or ``low`` (None: normal)."""
+    if priority is None:
+        return classify_pb2.PRIORITY_NORMAL
+    value = PRIORITIES.get(priority.lower()) if isinstance(priority, str) else None
+    if value is None:
+        raise ValueError(f"priority must be one of high, normal, low, got {priority!r}")
+    return value
+
+
 def chunk_bounds(total: int, chunk_rows: int) -> list[tuple[int, int]]:
     """(start, stop) row ranges of at most ``chunk_rows`` rows covering ``range(total)`` in order."""
     if chunk_rows < 1:
@@ -108,11 +128,13 @@ def classify_request(
     return_probabilities: bool = False,
     request_id: str = "",
     version_label: str = "",
+    priority: int = classify_pb2.PRIORITY_NORMAL,
 ) -> classify_pb2.ClassifyRequest:
     request = classify_pb2.ClassifyRequest(
         model=model,
         version=version or 0,
         version_label=version_label,
+        priority=priority,  # type: ignore[arg-type]
         top_k=top_k,
         return_probabilities=return_probabilities,
         request_id=request_id,

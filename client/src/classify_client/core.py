@@ -22,6 +22,7 @@ from . import health as health_protocol
 from .conversions import (
     Inputs,
     as_inputs,
+    check_priority,
     check_top_k,
     chunk_bounds,
     classify_request,
@@ -90,6 +91,7 @@ class ClassifyPlan:
     metadata: Metadata
     bounds: list[tuple[int, int]]
     version_label: str = ""
+    priority: int = classify_pb2.PRIORITY_NORMAL
 
     def request(
         self, start: int, stop: int, version: int | None, version_label: str = ""
@@ -101,6 +103,7 @@ class ClassifyPlan:
             version=version,
             return_probabilities=self.return_probabilities,
             version_label=version_label,
+            priority=self.priority,
         )
 
     def first_request(self) -> classify_pb2.ClassifyRequest:
@@ -175,6 +178,7 @@ class ClientCore:
         timeout: Timeout,
         headers: Mapping[str, str] | None,
         version_label: str | None = None,
+        priority: str | None = None,
     ) -> ClassifyPlan:
         inputs = as_inputs(images, texts)
         top_k = check_top_k(top_k)
@@ -188,6 +192,7 @@ class ClientCore:
             metadata=self._defaults.metadata_for(headers),
             bounds=chunk_bounds(len(inputs), self.chunk_rows),
             version_label=version_label or "",
+            priority=check_priority(priority),
         )
 
     def _classify_sender(

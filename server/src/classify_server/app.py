@@ -46,6 +46,9 @@ def batching_policy(settings: ServerSettings) -> BatchingPolicy:
         max_batches_in_flight=settings.max_batches_in_flight,
         inline_max_rows=settings.inline_max_rows,
         max_queued_batches=settings.max_queued_batches,
+        max_queue_time=settings.max_queue_ms / 1000,
+        shed_floods=settings.shed_floods,
+        background_rows=settings.background_rows,
     )
 
 

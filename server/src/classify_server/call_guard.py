@@ -20,7 +20,9 @@ from classify_server.errors import InvalidInputError, OverloadedError, model_of,
 from classify_server.request_ids import (
     REQUEST_ID_HEADER,
     current_call,
+    current_priority,
     current_route_key,
+    priority_of,
     request_id_of,
     route_key_of,
 )
@@ -197,6 +199,7 @@ def _enter(method: str, context: grpc.aio.ServicerContext) -> None:
     context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
     current_call.set((request_id, method))
     current_route_key.set(route_key_of(context))  # canary routing: serving/labels.py
+    current_priority.set(priority_of(context))  # queue order: serving/scheduling.py
     if tracing.state.enabled:  # the caller's traceparent, for every request of this call
         tracing.adopt_metadata(context.invocation_metadata())
 

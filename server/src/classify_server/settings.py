@@ -227,6 +227,27 @@ class ServerSettings(BaseSettings):
         "10x flood accepted requests kept their p99 within 2x of an idle server's. "
         "0: only --queue-capacity-rows (and the caller's deadline) bound the queue",
     )
+    max_queue_ms: float = Field(
+        5000.0,
+        ge=0,
+        description="Milliseconds a request may expect to wait in its model's queue (queued rows at its "
+        "priority or above x the measured seconds per row, plus the running executions' rest); one "
+        "expected to wait longer, or longer than its deadline leaves, gets RESOURCE_EXHAUSTED at once. "
+        "0: only the deadline bounds the wait",
+    )
+    shed_floods: bool = Field(
+        False,
+        description="While rows arrive faster than twice what a model runs (an open-loop flood: closed-loop "
+        "callers never offer more than it runs), admit only requests expected to start within a tenth of "
+        "a full batch, so accepted calls stay fast; the rest get RESOURCE_EXHAUSTED at once",
+    )
+    background_rows: int = Field(
+        4,
+        ge=0,
+        description="While higher-priority requests arrived in the last second, an execution carries at "
+        "most this many rows of lower priorities (larger requests are cut into slices), so online callers "
+        "never wait behind a batch job's long execution; 0: no cap (strict priority order only)",
+    )
     max_text_chars: int = Field(100_000, ge=1, description="Longest text accepted, in characters")
     max_message_bytes: int = Field(
         64 * 1024 * 1024,

@@ -89,6 +89,14 @@ from .common import Connection, FatalError, target_option
     help="native: classify.v1 Classify; v2: KServe V2 / Open Inference Protocol ModelInfer.",
 )
 @click.option(
+    "--priority",
+    type=click.Choice(["high", "normal", "low"]),
+    default="low",
+    show_default=True,
+    help="Where the calls queue on the server (x-classify-priority): low runs in the room online "
+    "callers leave and is shed first under overload, so a batch job never starves them.",
+)
+@click.option(
     "--resume",
     is_flag=True,
     help="Carry on from the complete rows of an existing --output (a killed job): no row is scored twice "
@@ -125,6 +133,7 @@ def score(
     in_flight: int,
     timeout: float,
     protocol: str,
+    priority: str,
     resume: bool,
     max_attempts: int,
     max_backoff: float,
@@ -137,12 +146,15 @@ def score(
     ray_address: str | None,
 ) -> None:
     """Score a file of images or texts with a model and write one result row per input."""
+    from ..conversions import PRIORITY_HEADER
     from ..retry import RetryPolicy
     from .inputs import TableColumns
     from .outputs import output_format
     from .report import summary_lines
     from .score_job import JobError, ScoreOptions, run_score
 
+    # A header rather than the native field: one way for every protocol and engine (v2, Ray).
+    headers = {**connection.call_headers(), PRIORITY_HEADER: priority}
     columns = TableColumns(
         text=text_column, image=image_column, label=label_column, pixel_prefix=pixel_prefix, ids=id_columns
     )
@@ -164,7 +176,7 @@ def score(
             batch_size=batch_size,
             concurrency=in_flight,
             timeout=timeout,
-            headers=connection.call_headers(),
+            headers=headers,
             max_attempts=max_attempts,
             max_backoff=max_backoff,
             limit=limit,
@@ -192,7 +204,7 @@ def score(
         batch_size=batch_size,
         in_flight=in_flight,
         timeout=timeout,
-        headers=connection.call_headers(),
+        headers=headers,
         credentials=connection.credentials(),
         protocol=protocol,
         retry=RetryPolicy(

@@ -21,6 +21,7 @@ from classify_server.http.errors import BodyTimeoutError, BodyTooLargeError, err
 from classify_server.request_ids import (
     MAX_REQUEST_ID_CHARS,
     current_call,
+    current_priority,
     current_route_key,
     new_request_id,
 )
@@ -29,6 +30,7 @@ from classify_server.serving.data_plane import DataPlane
 
 REQUEST_ID_HEADER = b"x-request-id"
 ROUTE_KEY_HEADER = b"x-classify-route-key"
+PRIORITY_HEADER = b"x-classify-priority"
 Model = TypeVar("Model", bound=BaseModel)
 
 
@@ -144,15 +146,18 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = route_key = ""
+        request_id = route_key = priority = ""
         for key, value in scope["headers"]:
             if key == REQUEST_ID_HEADER:
                 request_id = value.decode("latin-1")[:MAX_REQUEST_ID_CHARS]
             elif key == ROUTE_KEY_HEADER:
                 route_key = value.decode("latin-1")[:MAX_REQUEST_ID_CHARS]
+            elif key == PRIORITY_HEADER:
+                priority = value.decode("latin-1")[:MAX_REQUEST_ID_CHARS]
         request_id = request_id or new_request_id()
         current_call.set((request_id, f"{scope['method']} {scope['path']}"))
         current_route_key.set(route_key)  # canary routing: serving/labels.py
+        current_priority.set(priority)  # queue order: serving/scheduling.py
         if tracing.state.enabled:  # the caller's traceparent, for the request's spans
             tracing.adopt_headers(scope["headers"])
         header = (REQUEST_ID_HEADER, request_id.encode("latin-1"))

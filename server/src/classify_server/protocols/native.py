@@ -17,6 +17,7 @@ from classify_server.serving.batcher import BatcherStats
 from classify_server.serving.data_plane import Classification, ClassifyCall, DataPlane
 from classify_server.serving.registry import ModelState
 from classify_server.serving.repository import ModelSpec
+from classify_server.serving.scheduling import Priority
 from classify_server.serving.validation import ImagePayload, Payload, TextPayload
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Classifier"].full_name
@@ -187,7 +188,27 @@ def _call(request: pb.ClassifyRequest, time_remaining: float | None) -> Classify
         payload=_payload(request),
         top_k=request.top_k or 1,
         time_remaining=time_remaining,
+        priority=_priority(request.priority),
     )
+
+
+# The proto's enum (PRIORITY_NORMAL is 0, unset) to the batcher's order.
+_PRIORITIES = {
+    pb.PRIORITY_LOW: Priority.LOW,
+    pb.PRIORITY_NORMAL: Priority.NORMAL,
+    pb.PRIORITY_HIGH: Priority.HIGH,
+}
+
+
+def _priority(value: int) -> Priority | None:
+    """The request's priority field; unset (normal) leaves the x-classify-priority metadata to decide."""
+    if value == pb.PRIORITY_NORMAL:
+        return None
+    if value not in _PRIORITIES:
+        raise InvalidInputError(
+            f"priority is {value}; expected PRIORITY_HIGH (2), PRIORITY_NORMAL (0, unset) or PRIORITY_LOW (1)"
+        )
+    return _PRIORITIES[value]
 
 
 def _response(request: pb.ClassifyRequest, result: Classification) -> pb.ClassifyResponse:

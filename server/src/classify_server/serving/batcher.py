@@ -6,14 +6,9 @@ becomes the next batch. An optional queue delay waits for more rows, timed from 
 request's arrival (not from when the batcher wakes). Rows count, not requests, both for the batch size
 and for the bounded queue, which rejects instead of blocking when full.
 
-The queue can also be bounded in time: the batcher measures how many seconds a row of this model takes
-and refuses a request that would wait longer than ``max_queued_batches`` full-batch executions before
-its own starts (TF Serving's max_enqueued_batches, but in measured time, so long texts count for what
-they cost), and always one that could not even start before its deadline (RESOURCE_EXHAUSTED: the
-deadline has not passed yet). Under overload that sheds at once what a row count alone would queue
-for seconds. Requests whose deadline passed anyway, or whose caller went away, are dropped before
-compute. If a merged batch fails, its requests are re-run one by one so a bad request cannot fail its
-batch mates.
+The batcher measures seconds per row; scheduling.py orders the queue by priority and refuses arrivals
+by expected wait. Requests whose deadline passed, or whose caller went away, are dropped before compute.
+If a merged batch fails, its requests are re-run one by one so a bad request cannot fail its batch mates.
 """
 
 from __future__ import annotations
@@ -24,7 +19,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +29,18 @@ import numpy as np
 
 from classify_server import tracing
 from classify_server.errors import DeadlineExceededError, OverloadedError, UnavailableError
+from classify_server.serving.scheduling import (
+    FLOOD_QUEUED_BATCHES,
+    OfferedLoad,
+    Priority,
+    PriorityQueue,
+    capacity_refusal,
+    eviction_notice,
+    flood_notice,
+    smoothed_rate,
+    wait_refusal,
+)
+from classify_server.serving.scheduling import Queued as _Pending
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +65,18 @@ class BatchingPolicy:
     # Full-batch executions (max_batch_size rows at the measured seconds per row) a request may expect
     # to wait for before its own starts; one expected to wait longer is refused. 0: no bound but the rows'.
     max_queued_batches: float = 0.0
+    # Seconds a request may expect to wait before its execution starts (--max-queue-ms); 0: no bound.
+    max_queue_time: float = 0.0
+    # Refuse all but requests about to start while rows arrive faster than the model runs them
+    # (scheduling.FLOOD_FACTOR): what keeps accepted calls fast under an open-loop flood.
+    shed_floods: bool = False
+    # Rows of lower priorities an execution may carry while a higher one is active; 0: no cap.
+    background_rows: int = 0
 
 
 # An inline execution blocks the event loop, so every model's requests (and health checks) wait for it:
 # small batches run inline only while their last execution took at most this long.
 INLINE_BUDGET_SECONDS = 0.002
-
-# Weight of the newest execution in the seconds-per-row estimate (an exponential moving average over
-# rows, so large executions, which set the pace under load, count most).
-RATE_SMOOTHING = 0.1
 
 # Upper bounds (seconds) of the queue-time and compute-time histograms exported as metrics.
 TIME_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -86,7 +96,8 @@ class BatcherStats:
     executed_rows: int = 0
     expired: int = 0  # dropped before compute: the deadline passed while queued
     cancelled: int = 0
-    # Shed on arrival: the queue was full (rows), too slow (--max-queued-batches) or slower than the deadline.
+    # Shed on arrival (the queue was full in rows, or its expected wait too long: scheduling.py), or
+    # evicted from the queue to admit a higher priority.
     rejected: int = 0
     failed: int = 0
     queue_seconds: float = 0.0
@@ -94,14 +105,6 @@ class BatcherStats:
     batch_sizes: Counter[int] = field(default_factory=Counter)
     queue_time_counts: list[int] = field(default_factory=_time_counts)
     compute_time_counts: list[int] = field(default_factory=_time_counts)
-
-
-@dataclass(eq=False)
-class _Pending:
-    rows: np.ndarray
-    future: asyncio.Future[np.ndarray]
-    deadline: float | None  # on the event loop's clock
-    arrival: float  # on the event loop's clock
 
 
 class DynamicBatcher:
@@ -118,8 +121,8 @@ class DynamicBatcher:
             max_workers=policy.max_batches_in_flight, thread_name_prefix=f"model-{name}"
         )
         self._slots = asyncio.Semaphore(policy.max_batches_in_flight)
-        self._queue: deque[_Pending] = deque()
-        self._queued_rows = 0
+        self._queue = PriorityQueue()
+        self._offered = OfferedLoad()
         # Seconds the last execution of at most inline_max_rows rows took, wherever it ran.
         self._small_batch_seconds = 0.0
         # Measured seconds per row (0 until the first execution), and the executions running now:
@@ -133,66 +136,83 @@ class DynamicBatcher:
 
     @property
     def queued_rows(self) -> int:
-        return self._queued_rows
+        return self._queue.rows
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._serve(), name=f"batcher-{self.name}")
 
-    def expected_wait(self) -> float:
-        """Seconds a request arriving now would wait before its execution starts: the queued rows at
-        the measured pace plus what is left of the running executions (0 until the model has run once)."""
+    def expected_wait(self, priority: Priority = Priority.LOW) -> float:
+        """Seconds a request of ``priority`` arriving now would wait before its execution starts: the
+        rows queued at its priority or above at the measured pace plus what is left of the running
+        executions (0 until the model has run once). The default counts every queued row."""
         pace = self._seconds_per_row
         now = time.perf_counter()
         running = sum(max(0.0, rows * pace - (now - started)) for rows, started in self._running.values())
-        return (self._queued_rows * pace + running) / self.policy.max_batches_in_flight
+        queued = self._queue.rows_at_or_above(priority)
+        return (queued * pace + running) / self.policy.max_batches_in_flight
 
-    async def submit(self, rows: np.ndarray, deadline: float | None = None) -> np.ndarray:
+    async def submit(
+        self, rows: np.ndarray, deadline: float | None = None, priority: Priority = Priority.NORMAL
+    ) -> np.ndarray:
         """Queue ``rows`` and wait for their outputs, row for row."""
         if self._closing:
             raise UnavailableError(f"model {self.name!r} is shutting down; retry on another replica")
-        self._admit(len(rows), deadline)
         loop = asyncio.get_running_loop()
-        pending = _Pending(rows, loop.create_future(), deadline, loop.time())
-        self._queue.append(pending)
-        self._queued_rows += len(rows)
+        now = loop.time()
+        self._admit(len(rows), deadline, priority, now)
+        pending = _Pending(rows, loop.create_future(), deadline, now, priority)
+        self._queue.push(pending, now)
         self.stats.requests += 1
         self.stats.rows += len(rows)
         self._wakeup.set()
         # A caller that goes away cancels this await, which cancels the future: _take then skips it.
-        return await pending.future
+        try:
+            last = await pending.future
+        except BaseException:
+            for part in pending.parts:  # slices already running: nobody wants their answers
+                part.cancel()
+            raise
+        if not pending.parts:
+            return last
+        return np.concatenate([*[await part for part in pending.parts], last])
 
-    def _admit(self, rows: int, deadline: float | None) -> None:
+    def _admit(self, rows: int, deadline: float | None, priority: Priority, now: float) -> None:
         """Refuse a request the queue cannot take: too many rows, too long a wait, or a deadline it
         would miss. Refusing on arrival is cheap; queueing it would only delay everyone behind it."""
-        if self._queued_rows + rows > self.policy.queue_capacity_rows:
-            self.stats.rejected += 1
-            raise OverloadedError(
-                f"model {self.name!r} is overloaded: {self._queued_rows} rows queued, capacity "
-                f"{self.policy.queue_capacity_rows}, this request adds {rows}; retry with backoff"
-            )
-        allowed = self.policy.max_queued_batches * self.policy.max_batch_size * self._seconds_per_row
-        if not allowed and deadline is None:
-            return  # no time bound applies: spare the request path the wait estimate
-        wait = self.expected_wait()
-        if allowed and wait > allowed:
-            self.stats.rejected += 1
-            raise OverloadedError(
-                f"model {self.name!r} is overloaded: a request now would wait about {wait * 1000:.0f} ms "
-                f"in its queue, over the {allowed * 1000:.0f} ms of {self.policy.max_queued_batches:g} "
-                "full batches allowed (--max-queued-batches); retry with backoff"
-            )
-        if deadline is not None:
-            # Shed now rather than run it late: the deadline has not passed yet, so RESOURCE_EXHAUSTED
-            # (another replica may make it), not DEADLINE_EXCEEDED. Only the wait counts, not the
-            # request's own execution: the pace learnt from small batches overstates large ones.
-            left = deadline - asyncio.get_running_loop().time()
-            if wait > left:
+        policy = self.policy
+        if self._queue.rows + rows > policy.queue_capacity_rows:
+            # Room for a higher priority is made by shedding the newest requests of lower ones.
+            evicted = self._queue.evict_below(priority, self._queue.rows + rows - policy.queue_capacity_rows)
+            if not evicted:
                 self.stats.rejected += 1
-                raise OverloadedError(
-                    f"model {self.name!r} is overloaded: the work queued ahead needs about "
-                    f"{wait * 1000:.0f} ms, the deadline leaves {max(left, 0) * 1000:.0f} ms; retry with "
-                    "backoff or on another replica"
-                )
+                raise OverloadedError(capacity_refusal(self.name, self._queue.rows, policy, rows))
+            self._shed(evicted, eviction_notice(self.name))
+        flooding = False
+        if policy.shed_floods:
+            self._offered.offer(rows, now)
+            flooding = self._offered.flooding(self._seconds_per_row, policy.max_batches_in_flight)
+            if flooding:  # what the flood queued before it was recognised would only run late
+                allowed = FLOOD_QUEUED_BATCHES * policy.max_batch_size * policy.max_batches_in_flight
+                self._shed(self._queue.trim_to(int(allowed)), flood_notice(self.name))
+        if not (policy.max_queued_batches or policy.max_queue_time or flooding) and deadline is None:
+            return  # no time bound applies: spare the request path the wait estimate
+        refusal = wait_refusal(
+            self.name,
+            self.expected_wait(priority),
+            batch_seconds=policy.max_batch_size * self._seconds_per_row,
+            max_queued_batches=policy.max_queued_batches,
+            max_queue_time=policy.max_queue_time,
+            flooding=flooding,
+            deadline_left=None if deadline is None else deadline - now,
+        )
+        if refusal is not None:
+            self.stats.rejected += 1
+            raise OverloadedError(refusal)
+
+    def _shed(self, victims: list[_Pending], message: str) -> None:
+        self.stats.rejected += len(victims)
+        for victim in victims:
+            _settle(victim, OverloadedError(message))
 
     async def run_exclusive(self, work: Callable[[], T]) -> T:
         """Run other work of this model (an explain execution) on its worker threads, in its turn: it
@@ -249,37 +269,35 @@ class DynamicBatcher:
         if self.policy.max_queue_delay <= 0:
             return
         loop = asyncio.get_running_loop()
-        while self._queue and self._queued_rows < self.policy.max_batch_size and not self._closing:
-            remaining = self._queue[0].arrival + self.policy.max_queue_delay - loop.time()
+        while self._queue and self._queue.rows < self.policy.max_batch_size and not self._closing:
+            oldest = self._queue.oldest_arrival()
+            if oldest is None:
+                return
+            remaining = oldest + self.policy.max_queue_delay - loop.time()
             if remaining <= 0:
                 return
             await self._wait_for_arrival(remaining)
 
     def _take(self) -> list[_Pending]:
-        """Pop queued requests up to max_batch_size rows; a larger single request goes alone."""
-        now = asyncio.get_running_loop().time()
-        batch: list[_Pending] = []
-        rows = 0
-        while self._queue:
-            head = self._queue[0]
-            if batch and rows + len(head.rows) > self.policy.max_batch_size:
-                break
-            self._queue.popleft()
-            self._queued_rows -= len(head.rows)
-            if head.future.done():
-                self.stats.cancelled += 1
-            elif head.deadline is not None and head.deadline <= now:
-                self.stats.expired += 1
-                head.future.set_exception(
-                    DeadlineExceededError(f"deadline passed while queued for model {self.name!r}")
-                )
-            else:
-                waited = now - head.arrival
-                self.stats.queue_seconds += waited
-                self.stats.queue_time_counts[bisect.bisect_left(TIME_BUCKETS, waited)] += 1
-                batch.append(head)
-                rows += len(head.rows)
+        """The next execution's requests, in the queue's order (scheduling.py)."""
+        loop = asyncio.get_running_loop()
+        batch, dropped, waits = self._queue.take(
+            loop.time(), self.policy.max_batch_size, self.policy.background_rows, loop.create_future
+        )
+        for head in dropped:
+            self._drop(head)
+        for waited in waits:
+            self.stats.queue_seconds += waited
+            self.stats.queue_time_counts[bisect.bisect_left(TIME_BUCKETS, waited)] += 1
         return batch
+
+    def _drop(self, head: _Pending) -> None:
+        """A queued request that will not run: its caller went away, or its deadline passed."""
+        if head.future.done():
+            self.stats.cancelled += 1
+            return
+        self.stats.expired += 1
+        _settle(head, DeadlineExceededError(f"deadline passed while queued for model {self.name!r}"))
 
     def _runs_inline(self, batch: list[_Pending]) -> bool:
         rows = sum(len(pending.rows) for pending in batch)
@@ -341,7 +359,7 @@ class DynamicBatcher:
             if len(rows) <= self.policy.inline_max_rows:
                 self._small_batch_seconds = elapsed  # one float store: safe from a worker thread
             with self._stats_lock:
-                self._seconds_per_row = _smoothed_rate(
+                self._seconds_per_row = smoothed_rate(
                     self._seconds_per_row, elapsed, len(padded), self.policy.max_batch_size
                 )
                 self.stats.compute_seconds += elapsed
@@ -358,18 +376,6 @@ class DynamicBatcher:
             stop = start + len(pending.rows)
             _settle(pending, outputs[start:stop])
             start = stop
-
-
-def _smoothed_rate(previous: float, seconds: float, rows: int, full_batch: int) -> float:
-    """The seconds-per-row estimate after an execution of ``rows`` rows took ``seconds``.
-
-    A full batch moves it by RATE_SMOOTHING of the difference and smaller ones in proportion: a row
-    costs less in a large batch, and large batches are what a loaded queue drains in.
-    """
-    if previous == 0.0:
-        return seconds / rows
-    weight = min(1.0, RATE_SMOOTHING * rows / full_batch)
-    return previous + weight * (seconds / rows - previous)
 
 
 def pad_rows(rows: np.ndarray, preferred: Sequence[int]) -> np.ndarray:

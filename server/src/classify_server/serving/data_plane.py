@@ -16,11 +16,13 @@ import numpy as np
 from classify_client.wire.arrays import top_classes
 from classify_server import tracing
 from classify_server.errors import DeadlineExceededError, code_of
+from classify_server.request_ids import current_priority
 from classify_server.serving.batcher import BatcherStats
 from classify_server.serving.explain_plane import ExplainCall, Explanation, explain
 from classify_server.serving.registry import LoadedModel, ModelRegistry, ModelState
 from classify_server.serving.repository import ModelSpec
 from classify_server.serving.response_cache import ResponseCache, classify_cached
+from classify_server.serving.scheduling import Priority, parse_priority
 from classify_server.serving.validation import InputLimits, Payload, model_input
 
 if TYPE_CHECKING:  # metrics imports prometheus-client; the data plane works without it
@@ -42,6 +44,8 @@ class ClassifyCall:
     protocol: str = "native"
     # A version label instead of a version ("" : none); see serving/labels.py.
     version_label: str = ""
+    # Queue priority (serving/scheduling.py); None: the caller's x-classify-priority, else normal.
+    priority: Priority | None = None
 
 
 @dataclass(frozen=True)
@@ -119,14 +123,15 @@ class DataPlane:
             if call.time_remaining <= 0:
                 raise DeadlineExceededError("the request's deadline had passed when it arrived")
             deadline = asyncio.get_running_loop().time() + call.time_remaining
+        priority = call.priority if call.priority is not None else parse_priority(current_priority.get())
         cache = self.cache.rows_for(model) if self.cache is not None else None
         submit = model.batcher.submit
         if tracing.state.enabled:  # a queue span around the wait, which the execution span ends
             submit = tracing.traced_submit(submit, model.spec.name)
         if cache is None:
-            probabilities = await submit(batch, deadline)
+            probabilities = await submit(batch, deadline, priority)
         else:
-            probabilities = await classify_cached(cache, batch, lambda rows: submit(rows, deadline))
+            probabilities = await classify_cached(cache, batch, lambda rows: submit(rows, deadline, priority))
         indices, scores = top_classes(probabilities, call.top_k)
         return Classification(model.spec, probabilities, indices, scores)
 

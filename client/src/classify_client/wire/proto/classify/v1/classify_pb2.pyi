@@ -8,6 +8,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Priority(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PRIORITY_NORMAL: _ClassVar[Priority]
+    PRIORITY_LOW: _ClassVar[Priority]
+    PRIORITY_HIGH: _ClassVar[Priority]
+
 class AnswerFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ANSWER_FORMAT_PREDICTIONS: _ClassVar[AnswerFormat]
@@ -19,6 +25,9 @@ class ExplainMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXPLAIN_METHOD_VOTES: _ClassVar[ExplainMethod]
     EXPLAIN_METHOD_INTEGRATED_GRADIENTS: _ClassVar[ExplainMethod]
     EXPLAIN_METHOD_OCCLUSION: _ClassVar[ExplainMethod]
+PRIORITY_NORMAL: Priority
+PRIORITY_LOW: Priority
+PRIORITY_HIGH: Priority
 ANSWER_FORMAT_PREDICTIONS: AnswerFormat
 ANSWER_FORMAT_ARRAYS: AnswerFormat
 EXPLAIN_METHOD_AUTO: ExplainMethod
@@ -41,7 +50,7 @@ class TextBatch(_message.Message):
     def __init__(self, texts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ClassifyRequest(_message.Message):
-    __slots__ = ("model", "version", "images", "texts", "top_k", "return_probabilities", "request_id", "answer_format", "version_label")
+    __slots__ = ("model", "version", "images", "texts", "top_k", "return_probabilities", "request_id", "answer_format", "version_label", "priority")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +60,7 @@ class ClassifyRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FORMAT_FIELD_NUMBER: _ClassVar[int]
     VERSION_LABEL_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     images: ImageBatch
@@ -60,7 +70,8 @@ class ClassifyRequest(_message.Message):
     request_id: str
     answer_format: AnswerFormat
     version_label: str
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., images: _Optional[_Union[ImageBatch, _Mapping]] = ..., texts: _Optional[_Union[TextBatch, _Mapping]] = ..., top_k: _Optional[int] = ..., return_probabilities: _Optional[bool] = ..., request_id: _Optional[str] = ..., answer_format: _Optional[_Union[AnswerFormat, str]] = ..., version_label: _Optional[str] = ...) -> None: ...
+    priority: Priority
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., images: _Optional[_Union[ImageBatch, _Mapping]] = ..., texts: _Optional[_Union[TextBatch, _Mapping]] = ..., top_k: _Optional[int] = ..., return_probabilities: _Optional[bool] = ..., request_id: _Optional[str] = ..., answer_format: _Optional[_Union[AnswerFormat, str]] = ..., version_label: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ...) -> None: ...
 
 class ArrayAnswers(_message.Message):
     __slots__ = ("rows", "top_k", "top_indices", "top_scores", "probabilities", "labels")
