@@ -11,14 +11,13 @@ import grpc
 from classify_client.wire.proto.classify.v1 import classify_pb2 as pb
 from classify_client.wire.proto.classify.v1 import classify_pb2_grpc as pb_grpc
 from classify_server.errors import InvalidInputError, grpc_errors, status_of
-from classify_server.protocols.native_explain import explain_call, explain_response
+from classify_server.protocols.native_explain import explain_call, explain_response, payload_of
 from classify_server.protocols.streams import ordered_answers
 from classify_server.serving.batcher import BatcherStats
 from classify_server.serving.data_plane import Classification, ClassifyCall, DataPlane
 from classify_server.serving.registry import ModelState
 from classify_server.serving.repository import ModelSpec
 from classify_server.serving.scheduling import Priority
-from classify_server.serving.validation import ImagePayload, Payload, TextPayload
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Classifier"].full_name
 
@@ -161,15 +160,6 @@ def _statistics(spec: ModelSpec, stats: BatcherStats, queued_rows: int) -> pb.Mo
     )
 
 
-def _payload(request: pb.ClassifyRequest) -> Payload | None:
-    kind = request.WhichOneof("input")
-    if kind == "images":
-        return ImagePayload(request.images.data, tuple(request.images.shape))
-    if kind == "texts":
-        return TextPayload(tuple(request.texts.texts))
-    return None
-
-
 def _version_choice(request: pb.ClassifyRequest | pb.GetModelMetadataRequest) -> tuple[int | None, str]:
     if request.version and request.version_label:
         raise InvalidInputError(
@@ -185,7 +175,7 @@ def _call(request: pb.ClassifyRequest, time_remaining: float | None) -> Classify
         model=request.model,
         version=version,
         version_label=label,
-        payload=_payload(request),
+        payload=payload_of(request),
         top_k=request.top_k or 1,
         time_remaining=time_remaining,
         priority=_priority(request.priority),

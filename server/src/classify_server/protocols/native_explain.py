@@ -22,7 +22,7 @@ def explain_call(request: pb.ExplainRequest, time_remaining: float | None) -> Ex
         model=request.model,
         version=request.version or None,
         version_label=request.version_label,
-        payload=_payload(request),
+        payload=payload_of(request),
         # An enum value this server does not know (a newer client) is named as a number in the error.
         method=METHOD_NAMES.get(request.method, f"method #{request.method}"),
         steps=request.steps,
@@ -33,7 +33,8 @@ def explain_call(request: pb.ExplainRequest, time_remaining: float | None) -> Ex
     )
 
 
-def _payload(request: pb.ExplainRequest) -> Payload | None:
+def payload_of(request: pb.ClassifyRequest | pb.ExplainRequest) -> Payload | None:
+    """The input oneof of a native Classify or Explain request (both carry the same encodings)."""
     kind = request.WhichOneof("input")
     if kind == "images":
         return ImagePayload(request.images.data, tuple(request.images.shape))
