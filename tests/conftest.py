@@ -149,3 +149,24 @@ def copy_model(repository: Path, name: str, destination: Path, new_name: str | N
     target = destination / (new_name or name)
     shutil.copytree(repository / name, target)
     return target
+
+
+def repository_without_explain(quick_repository: Path, destination: Path) -> Path:
+    """A repository whose mnist-softmax version 1 is the quick model re-exported without the explain
+    signatures, as versions exported before explain existed are; returns the repository's root."""
+    import json
+
+    import tensorflow as tf
+
+    from classify_train.explain_reexport import rebuild
+    from classify_train.export import write_saved_model
+    from classify_train.recipes import get_recipe
+
+    source = quick_repository / "mnist-softmax" / "1"
+    old = destination / "mnist-softmax" / "1"
+    old.mkdir(parents=True)
+    shutil.copy(source / "model.json", old / "model.json")
+    document = json.loads((source / "model.json").read_text())
+    trained = rebuild(get_recipe("mnist-softmax"), document, tf.saved_model.load(str(source)))
+    write_saved_model(trained, old, [])
+    return destination

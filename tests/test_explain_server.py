@@ -3,14 +3,13 @@ a version without the signatures, metrics and request ids."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import urllib.request
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from conftest import repository_without_explain
 
 from classify_client import Client
 from classify_client.errors import ClassifyError, InvalidInputError
@@ -117,20 +116,7 @@ def test_explain_is_counted_as_its_own_method(server, client, digits) -> None:
 def test_a_version_without_the_signatures_names_the_command_that_adds_them(
     quick_repository: Path, tmp_path: Path, private_server
 ) -> None:
-    import tensorflow as tf
-
-    from classify_train.explain_reexport import rebuild
-    from classify_train.export import write_saved_model
-    from classify_train.recipes import get_recipe
-
-    source = quick_repository / "mnist-softmax" / "1"
-    old = tmp_path / "repo" / "mnist-softmax" / "1"
-    old.mkdir(parents=True)
-    shutil.copy(source / "model.json", old / "model.json")
-    document = json.loads((source / "model.json").read_text())
-    trained = rebuild(get_recipe("mnist-softmax"), document, tf.saved_model.load(str(source)))
-    write_saved_model(trained, old, [])  # as exported before explain existed
-    server = private_server(tmp_path / "repo")
+    server = private_server(repository_without_explain(quick_repository, tmp_path / "repo"))
     server.wait_serving()
     image = np.zeros((1, 28, 28), np.uint8)
     with Client(server.target, timeout=60) as old_client:

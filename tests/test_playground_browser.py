@@ -9,15 +9,13 @@ tests/output/playground/ (gitignored), kept after the run for people and CI logs
 from __future__ import annotations
 
 import io
-import json
 import math
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, repository_without_explain
 from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
@@ -297,21 +295,7 @@ def test_phone_width_fits_without_sideways_scrolling(phone: Page) -> None:
 def test_a_model_without_the_explain_signature_shows_why_not_and_still_classifies(
     browser: Browser, quick_repository: Path, tmp_path: Path, private_server
 ) -> None:
-    import tensorflow as tf
-
-    from classify_train.explain_reexport import rebuild
-    from classify_train.export import write_saved_model
-    from classify_train.recipes import get_recipe
-
-    source = quick_repository / "mnist-softmax" / "1"
-    old = tmp_path / "repo" / "mnist-softmax" / "1"
-    old.mkdir(parents=True)
-    shutil.copy(source / "model.json", old / "model.json")
-    document = json.loads((source / "model.json").read_text())
-    write_saved_model(
-        rebuild(get_recipe("mnist-softmax"), document, tf.saved_model.load(str(source))), old, []
-    )
-    server = private_server(tmp_path / "repo")  # as exported before explain existed
+    server = private_server(repository_without_explain(quick_repository, tmp_path / "repo"))
     server.wait_serving()
     for page in open_page(browser, server, DESKTOP, failed_status=400):
         stroke(page, one())
