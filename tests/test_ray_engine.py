@@ -25,12 +25,25 @@ from classify_client.retry import RetryPolicy
 ROWS = 300
 
 
+def start_local_ray(attempts: int = 3) -> ray.client_builder.BaseContext:
+    """ray.init, tried again when its node does not register in time: Ray waits a fixed 30 s for its
+    raylet, which a CI machine busy with the tests before this one can exceed (2026-12-04)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return ray.init(
+                num_cpus=2, object_store_memory=128 * 1024 * 1024, include_dashboard=False, log_to_driver=False
+            )
+        except Exception as error:  # Ray raises a bare Exception for the startup timeout
+            ray.shutdown()
+            if attempt == attempts or "timed out during startup" not in str(error):
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[str]:
     """A local Ray cluster kept small (2 CPUs, 128 MB of object store, no dashboard); its address."""
-    context = ray.init(
-        num_cpus=2, object_store_memory=128 * 1024 * 1024, include_dashboard=False, log_to_driver=False
-    )
+    context = start_local_ray()
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     ray.data.DataContext.get_current().enable_progress_bars = False
     try:
