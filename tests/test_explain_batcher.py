@@ -1,11 +1,13 @@
 """How explain work is scheduled (serving/explain_batcher.py): cut into bounded executions, merged across
-callers, taking turns with the Classify batcher's own executions, shed when too much is queued, dropped
-when its deadline passed. The "model" is a real numpy function run on the batchers' real threads."""
+callers, sized to a time slice once their cost is measured, run on a thread of their own beside the
+Classify batcher's executions, shed when too much is queued, dropped when its deadline passed. The
+"model" is a real numpy function run on the batchers' real threads."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -56,13 +58,25 @@ class LoggingModel(GatedModel):
         return result
 
 
+class SlowExplainer(SummingExplainer):
+    """Takes SECONDS_PER_ITEM of wall time per item, as a real signature's cost grows with its items."""
+
+    SECONDS_PER_ITEM = 0.02
+
+    def run(self, method: str, inputs: np.ndarray, targets: np.ndarray, steps: int) -> ExplainOutput:
+        time.sleep(self.SECONDS_PER_ITEM * len(inputs))
+        return super().run(method, inputs, targets, steps)
+
+
 def make(
-    max_batch_size: int = 66, capacity: int = 10_000
+    max_batch_size: int = 66, capacity: int = 10_000, slice_seconds: float = 0.0, runner=SummingExplainer
 ) -> tuple[DynamicBatcher, ExplainBatcher, list[str]]:
     log: list[str] = []
     model = LoggingModel(log)
     batcher = DynamicBatcher("m", model, BatchingPolicy(max_batch_size, capacity))
-    explainer = ExplainBatcher("m", SummingExplainer(log, model.gate), batcher, max_batch_size)
+    explain_gate = threading.Event()  # its own: explain runs on its own thread, beside the batches
+    explain_gate.set()
+    explainer = ExplainBatcher("m", runner(log, explain_gate), max_batch_size, capacity, slice_seconds)
     batcher.start()
     return batcher, explainer, log
 
@@ -111,8 +125,9 @@ def test_callers_with_the_same_method_and_steps_share_an_execution() -> None:
     asyncio.run(scenario())
 
 
-def test_classify_batches_take_turns_with_explain_executions() -> None:
-    """A Classify request arriving while a long explain runs waits for one explain execution, not all."""
+def test_classify_batches_run_while_an_explain_execution_runs() -> None:
+    """Explain has its own thread: a Classify request arriving while an explain execution is held
+    (a long one, as a real integrated-gradients item is) is answered at once, not after it."""
 
     async def scenario() -> None:
         batcher, explainer, log = make(max_batch_size=66)
@@ -120,12 +135,32 @@ def test_classify_batches_take_turns_with_explain_executions() -> None:
         explain = asyncio.create_task(
             explainer.submit("integrated_gradients", 32, rows(4), np.array([1, 1, 1, 1]), None)
         )
-        await asyncio.sleep(0.05)  # the first of four executions is running, three are queued
-        classify = asyncio.create_task(batcher.submit(rows(2)))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the first of four executions is running (held), three are queued
+        answer = await asyncio.wait_for(batcher.submit(rows(2, 3.0)), timeout=5)
+        np.testing.assert_array_equal(answer, rows(2, 3.0).sum(axis=1, keepdims=True))
+        assert log == ["classify 2"] and not explain.done()
         explainer.runner.gate.set()
-        await asyncio.gather(explain, classify)
-        assert log == ["explain 1", "classify 2", "explain 1", "explain 1", "explain 1"]
+        await explain
+        assert log == ["classify 2"] + ["explain 1"] * 4
+        await explainer.close()
+        await batcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_executions_are_sized_to_the_time_slice_once_the_cost_per_item_is_measured() -> None:
+    """At 20 ms an item and a 70 ms slice, executions take 3 items (rows alone would allow 10); the
+    first, before anything is measured, takes one, so it is short too."""
+
+    async def scenario() -> None:
+        batcher, explainer, _ = make(max_batch_size=340, slice_seconds=0.07, runner=SlowExplainer)
+        items = rows(10, 2.0)
+        output = await explainer.submit("integrated_gradients", 32, items, np.ones(10, np.int64), None)
+        sizes = [count for _, _, count in explainer.runner.executions]
+        assert sum(sizes) == 10 and sizes[0] == 1, sizes
+        # More than one item once measured (a cost under 35 ms), never more than the slice holds.
+        assert all(1 < size <= 3 for size in sizes[1:-1]) and sizes[-1] <= 3, sizes
+        np.testing.assert_array_equal(output.attributions, items)
         await explainer.close()
         await batcher.close()
 

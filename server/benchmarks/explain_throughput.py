@@ -1,15 +1,16 @@
 """Explain's served cost against its in-process limit, and what explain traffic does to Classify latency.
 
 1. In-process: mnist-cnn's ``explain_integrated_gradients`` signature (tf.saved_model.load, the server's
-   thread settings) on 32 digits (`classify bench`'s generated ones) at 32 steps, ms per call: once as
-   one call of all 32, once cut as the server cuts it (bounded executions of --max-batch-size rows).
+   thread settings) on 32 digits (`classify bench`'s generated ones) at 32 steps, one call, ms per call.
 2. Served: the same request to a real classify-server over gRPC (Client.explain), one at a time, ms per
-   request; served / in-process throughput is printed beside its floor (0.8). The in-process calls run
-   in this process while the server is up, taking turns with the served ones call by call.
-3. Classify batch-1 latency (p50, p99) on mnist-cnn at one request in flight, measured by `classify
-   bench` in its own process, alone and then while this process keeps one explain request in flight;
-   the ratios, and the p50's and p99's increases in units of one bounded explain execution: what a
-   Classify batch may have to wait for when the two take turns on the model's slots.
+   request (the server runs it in --explain-slice-ms slices); served / in-process throughput is printed
+   beside its floor (0.8). The in-process calls run in this process while the server is up, taking
+   turns with the served ones call by call.
+3. Classify batch-1 latency (p50, p99) and throughput on mnist-cnn at one request in flight, measured by
+   `classify bench` in its own process, alone and then while this process keeps one explain request in
+   flight; the ratios, and each side's throughput beside the other as a share of its throughput alone
+   (explain runs on its own thread beside Classify's executions: shares that add up to about 1 mean the
+   two split the cores and neither waits for the other).
 
 It measures and prints; it asserts nothing (shared machines are noisy: read the ratios, taken in one run).
 
@@ -30,8 +31,6 @@ from serving_limits import bench, configure_threads, server_threads, serving
 
 from classify_client import Client
 from classify_client.cli.load_generator import generated_inputs
-from classify_server.serving.explain_runner import rows_per_item
-from classify_server.settings import ServerSettings
 
 MODEL = "mnist-cnn"
 METHOD = "integrated_gradients"
@@ -47,26 +46,17 @@ def latest_version(repository: Path) -> Path:
     return max(versions, key=lambda p: int(p.name))
 
 
-def max_batch_size(server_args: list[str]) -> int:
-    """The server's --max-batch-size (flag, else its default): the bound of one explain execution."""
-    if "--max-batch-size" in server_args:
-        return int(server_args[server_args.index("--max-batch-size") + 1])
-    return int(ServerSettings.model_fields["max_batch_size"].default)
-
-
-def in_process_explainer(version_dir: Path, images: np.ndarray, chunk: int) -> Callable[[], None]:
-    """Explain ``images`` by calling the signature directly, ``chunk`` items per call."""
+def in_process_explainer(version_dir: Path, images: np.ndarray) -> Callable[[], None]:
+    """Explain ``images`` by calling the signature directly, all in one call."""
     import tensorflow as tf
 
     signature = tf.saved_model.load(str(version_dir)).signatures[f"explain_{METHOD}"]
 
     def explain_all() -> None:
-        for start in range(0, len(images), chunk):
-            rows = images[start : start + chunk]
-            answer = signature(
-                images=tf.constant(rows), targets=tf.fill([len(rows)], -1), steps=tf.constant(STEPS)
-            )
-            answer["attributions"].numpy()
+        answer = signature(
+            images=tf.constant(images), targets=tf.fill([len(images)], -1), steps=tf.constant(STEPS)
+        )
+        answer["attributions"].numpy()
 
     return explain_all
 
@@ -131,11 +121,9 @@ def main() -> int:
     version_dir = latest_version(args.model_repository)
     images = generated_inputs("image", IMAGES).images
     assert images is not None
-    chunk = max(1, max_batch_size(args.server_arg) // rows_per_item(METHOD, STEPS))
     configure_threads(*server_threads())
     print(f"{MODEL} {METHOD}, {IMAGES} images x {STEPS} steps; {args.seconds:g} s per figure", flush=True)
-    whole_call = in_process_explainer(version_dir, images, IMAGES)
-    chunked_call = in_process_explainer(version_dir, images, chunk)
+    whole_call = in_process_explainer(version_dir, images)
 
     with (
         serving(args.model_repository, args.server_arg) as server,
@@ -144,12 +132,11 @@ def main() -> int:
         medians = interleaved_medians(
             {
                 "whole": whole_call,
-                "chunked": chunked_call,
                 "served": lambda: client.explain(MODEL, images=images, method=METHOD, steps=STEPS),
             },
             args.seconds,
         )
-        whole, chunked, served = medians["whole"], medians["chunked"], medians["served"]
+        whole, served = medians["whole"], medians["served"]
         alone = bench(server.target, MODEL, 1, 1, args.seconds)
         with ExplainTraffic(server.target, images) as traffic:
             time.sleep(1.0)  # the first explain execution under way before Classify is measured
@@ -157,27 +144,23 @@ def main() -> int:
     if traffic.errors:
         raise SystemExit(f"explain traffic failed: {traffic.errors[0]}")
 
-    executions = -(-IMAGES // chunk)
-    execution_ms = served / executions
+    classify_share = beside["requests_per_second"] / alone["requests_per_second"]
+    explain_beside = traffic.requests / traffic.seconds
+    explain_share = explain_beside * served / 1e3  # served ms per request alone
     print(f"\n{'figure':<62} {'value':>12}")
     rows = [
         ("in-process, one call of 32 images (ms)", f"{whole:.1f}"),
-        (f"in-process, {executions} calls of {chunk} images as the server cuts it (ms)", f"{chunked:.1f}"),
         ("served over gRPC, one request in flight (ms per request)", f"{served:.1f}"),
-        (f"served / in-process one-call throughput (floor {FLOOR})", f"{whole / served:.2f}"),
-        ("served / in-process chunked throughput", f"{chunked / served:.2f}"),
-        (f"one bounded explain execution, served ({chunk} images, ms)", f"{execution_ms:.1f}"),
+        (f"served / in-process throughput (floor {FLOOR})", f"{whole / served:.2f}"),
         ("Classify batch-1 p50 alone / with explain (ms)", f"{alone['p50_ms']:.2f} / {beside['p50_ms']:.2f}"),
         ("Classify batch-1 p99 alone / with explain (ms)", f"{alone['p99_ms']:.2f} / {beside['p99_ms']:.2f}"),
         ("Classify p50 ratio, p99 ratio (with explain / alone)",
          f"{beside['p50_ms'] / alone['p50_ms']:.2f}, {beside['p99_ms'] / alone['p99_ms']:.2f}"),
-        ("Classify p50 increase / one bounded explain execution",
-         f"{(beside['p50_ms'] - alone['p50_ms']) / execution_ms:.2f}"),
-        ("Classify p99 increase / one bounded explain execution",
-         f"{(beside['p99_ms'] - alone['p99_ms']) / execution_ms:.2f}"),
         ("Classify req/s alone / with explain",
          f"{alone['requests_per_second']:.0f} / {beside['requests_per_second']:.0f}"),
-        ("explain requests/s beside Classify", f"{traffic.requests / traffic.seconds:.2f}"),
+        ("explain requests/s alone / beside Classify", f"{1e3 / served:.2f} / {explain_beside:.2f}"),
+        ("shares of their alone throughput: Classify + explain",
+         f"{classify_share:.2f} + {explain_share:.2f}"),
     ]  # fmt: skip
     for name, value in rows:
         print(f"{name:<62} {value:>12}")

@@ -103,6 +103,7 @@ class ClassifyServer:
             on_state=self._publish_model_health,
             load_runner=load_runner,
             labels=VersionLabels(settings.model_version_labels, settings.canary_shares()),
+            explain_slice_seconds=settings.explain_slice_ms / 1000,
         )
         self.metrics = ServerMetrics(self.registry) if settings.metrics_port >= 0 else None
         self.metrics_port: int | None = None

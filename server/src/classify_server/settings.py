@@ -205,6 +205,13 @@ class ServerSettings(BaseSettings):
     max_batches_in_flight: int = Field(
         1, ge=1, description="Executions of one model that may run at the same time, each on its own thread"
     )
+    explain_slice_ms: float = Field(
+        20.0,
+        ge=0,
+        description="Longest an explain execution is planned to hold a model (at its measured cost per "
+        "item; one item is the least), so Classify batches alternating with it wait at most about this "
+        "long; 0: bounded by --max-batch-size rows of work only",
+    )
     inline_max_rows: int = Field(
         1,
         ge=0,

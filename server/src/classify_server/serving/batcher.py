@@ -23,7 +23,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import numpy as np
 
@@ -45,7 +44,6 @@ from classify_server.serving.scheduling import Queued as _Pending
 log = logging.getLogger(__name__)
 
 RunBatch = Callable[[np.ndarray], np.ndarray]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -213,14 +211,6 @@ class DynamicBatcher:
         self.stats.rejected += len(victims)
         for victim in victims:
             _settle(victim, OverloadedError(message))
-
-    async def run_exclusive(self, work: Callable[[], T]) -> T:
-        """Run other work of this model (an explain execution) on its worker threads, in its turn: it
-        takes an execution slot, FIFO with the batches, so a batch waits for at most one such run."""
-        if self._closing:
-            raise UnavailableError(f"model {self.name!r} is shutting down; retry on another replica")
-        async with self._slots:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     async def close(self) -> None:
         """Finish everything queued and running, then stop the workers."""

@@ -100,8 +100,10 @@ class ModelRegistry:
         load_runner: RunnerLoader | None = None,
         *,
         labels: VersionLabels | None = None,
+        explain_slice_seconds: float = 0.0,
     ) -> None:
         self.root = root
+        self._explain_slice_seconds = explain_slice_seconds
         self.labels = labels or VersionLabels()
         self._load_runner = load_runner or load_saved_model
         self._batching = batching
@@ -271,7 +273,13 @@ class ModelRegistry:
         explainer = (
             None
             if explain is None
-            else ExplainBatcher(model.name, explain, batcher, self._batching.max_batch_size)
+            else ExplainBatcher(
+                model.name,
+                explain,
+                self._batching.max_batch_size,
+                self._batching.queue_capacity_rows,
+                self._explain_slice_seconds,
+            )
         )
         model.ready[version] = LoadedModel(spec, batcher, seconds, explainer)
         model.task = spec.task
