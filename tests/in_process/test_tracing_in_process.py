@@ -163,3 +163,24 @@ def test_a_request_without_a_valid_traceparent_starts_a_trace_of_its_own(
     for request in requests:  # no usable caller context: each request is the root of a new trace
         assert request.parent is None
     assert requests[0].context.trace_id != requests[1].context.trace_id
+
+
+def test_every_slice_of_a_low_priority_request_is_linked_to_it(
+    spans: InMemorySpanExporter, fake_repository: Path, serve_in_process
+) -> None:
+    """A low request beside recent normal traffic runs in slices of --background-rows rows: each slice's
+    execution span is linked to the request, though each slice is a new array."""
+    server = serve_in_process(fake_repository, "--background-rows", "4").wait_started()
+    rows = np.random.default_rng(5).integers(0, 256, size=(12, 28, 28), dtype=np.uint8)
+    with Client(server.target, timeout=30) as client:
+        client.classify(MODEL, images=IMAGES)  # normal traffic: for the next second, low runs in slices
+        client.classify(MODEL, images=rows, priority="low", headers={"traceparent": traceparent(0xD0, 0xD1)})
+
+    named = by_name(spans)
+    (low_request,) = [span for span in named[tracing.REQUEST_SPAN] if span.context.trace_id == 0xD0]
+    linked_to_low = [
+        execution
+        for execution in named[tracing.EXECUTION_SPAN]
+        if any(link.context.span_id == low_request.context.span_id for link in execution.links)
+    ]
+    assert [execution.attributes["classify.rows"] for execution in linked_to_low] == [4, 4, 4]

@@ -64,14 +64,16 @@ class _Queued:
     queue_open: bool = True
 
 
-# Keyed by id() of the rows array handed to the batcher: the batcher keeps that same object in its queue
-# entry, and the caller holds it until the submit returns, so the id cannot be reused meanwhile. This
+# Keyed by id() of the rows array handed to the batcher: its queue entry, and every slice of a
+# lower-priority request cut into background rows, keeps that id (Queued.origin), and the caller holds
+# the array until the submit returns, so the id cannot be reused meanwhile. This
 # keeps the batcher free of tracing fields: its only hook is at the execution step.
 _queued: dict[int, _Queued] = {}
 
 
 class _Pending(Protocol):
     rows: Any
+    origin: int  # id() of the rows submitted, also on every slice cut off them
 
 
 class _State:
@@ -246,7 +248,7 @@ def start_execution(model: str, batch: list[_Pending], inline: bool) -> Span | N
     """
     if state.tracer is None:
         return None
-    traced = [entry for pending in batch if (entry := _queued.get(id(pending.rows))) is not None]
+    traced = [entry for pending in batch if (entry := _queued.get(pending.origin)) is not None]
     if not traced:
         return None
     for entry in traced:

@@ -85,6 +85,13 @@ class Queued:
     # Futures of the slices already cut off the front of this request (background rows); the future
     # above is then its last slice's.
     parts: list[asyncio.Future[np.ndarray]] = field(default_factory=list)
+    # id() of the rows array the caller submitted, kept by every slice cut off it (each slice, and the
+    # rest, is a new array): what tracing finds the request by when a slice's execution starts.
+    origin: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.origin:
+            self.origin = id(self.rows)
 
 
 class PriorityQueue:
@@ -156,7 +163,9 @@ class PriorityQueue:
                 if capped and len(head.rows) > room:
                     if not head.parts:
                         waits.append(now - head.arrival)
-                    part = Queued(head.rows[:room], new_future(), head.deadline, head.arrival, level)
+                    part = Queued(
+                        head.rows[:room], new_future(), head.deadline, head.arrival, level, origin=head.origin
+                    )
                     head.rows = head.rows[room:]
                     head.parts.append(part.future)
                     self.taken(level, room)
