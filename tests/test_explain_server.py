@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pytest
 from conftest import repository_without_explain
+from prometheus_client.parser import text_string_to_metric_families
 
 from classify_client import Client
 from classify_client.errors import ClassifyError, InvalidInputError
@@ -111,6 +112,17 @@ def test_explain_is_counted_as_its_own_method(server, client, digits) -> None:
         'classify_requests_total{code="OK",method="Explain",model="mnist-softmax",protocol="native",version="1"}'
         in metrics
     )
+    # The explain scheduler's own counters: what it took, ran and how long the model spent on it.
+    counters = {
+        (sample.name, sample.labels.get("model")): sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+    }
+    assert counters[("classify_explain_requests_total", "mnist-softmax")] >= 1
+    assert counters[("classify_explain_items_total", "mnist-softmax")] >= 1
+    assert counters[("classify_explain_executions_total", "mnist-softmax")] >= 1
+    assert counters[("classify_explain_compute_seconds_total", "mnist-softmax")] > 0
+    assert counters[("classify_explain_rejected_total", "mnist-softmax")] == 0
 
 
 def test_a_version_without_the_signatures_names_the_command_that_adds_them(

@@ -33,6 +33,14 @@ BATCHER_COUNTERS = {
     "rejected": "Requests refused on arrival: queue full, expected wait too long, or deadline too close",
     "failed": "Requests that failed in the model",
 }
+EXPLAIN_COUNTERS = {
+    "requests": "Explain requests accepted into the model's explain queue",
+    "items": "Items (images or texts) accepted to explain",
+    "executions": "Explain executions (slices of explain work run beside the batches)",
+    "rejected": "Explain requests refused on arrival: too much explain work queued",
+    "expired": "Explain items dropped before compute because their deadline passed",
+    "compute_seconds": "Seconds the model spent on explain executions",
+}
 
 
 class ServerMetrics:
@@ -104,6 +112,7 @@ class ModelCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         loaded = self._models.loaded()
         yield from batcher_counters(loaded)
+        yield from explain_counters(loaded)
         queued = GaugeMetricFamily("classify_queue_rows", "Rows waiting in the model's queue", labels=LABELS)
         batch = HistogramMetricFamily("classify_batch_size", "Rows per model execution", labels=LABELS)
         queue = HistogramMetricFamily(
@@ -141,6 +150,16 @@ def batcher_counters(loaded: list[LoadedModel]) -> Iterator[Metric]:
         family = CounterMetricFamily(f"classify_batcher_{field_name}", help_text, labels=LABELS)
         for model in loaded:
             family.add_metric(model_labels(model), getattr(model.batcher.stats, field_name))
+        yield family
+
+
+def explain_counters(loaded: list[LoadedModel]) -> Iterator[Metric]:
+    """Per version whose SavedModel has explain signatures (the others have no explain scheduler)."""
+    explaining = [model for model in loaded if model.explainer is not None]
+    for field_name, help_text in EXPLAIN_COUNTERS.items():
+        family = CounterMetricFamily(f"classify_explain_{field_name}", help_text, labels=LABELS)
+        for model in explaining:
+            family.add_metric(model_labels(model), getattr(model.explainer.stats, field_name))
         yield family
 
 

@@ -57,6 +57,7 @@ class ExplainStats:
     executions: int = 0
     rejected: int = 0
     expired: int = 0
+    compute_seconds: float = 0.0
 
 
 # Weight of the newest execution in the seconds-per-item estimate of one (method, steps).
@@ -209,6 +210,7 @@ class ExplainBatcher:
             return
         self._measured(pieces[0].key, len(inputs), seconds)
         self.stats.executions += 1
+        self.stats.compute_seconds += seconds
         start = 0
         for piece in pieces:
             stop = start + len(piece.inputs)
