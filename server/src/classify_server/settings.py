@@ -208,9 +208,9 @@ class ServerSettings(BaseSettings):
     explain_slice_ms: float = Field(
         20.0,
         ge=0,
-        description="Longest an explain execution is planned to hold a model (at its measured cost per "
-        "item; one item is the least), so Classify batches alternating with it wait at most about this "
-        "long; 0: bounded by --max-batch-size rows of work only",
+        description="Longest an explain execution is planned to take, at its measured cost per item (one "
+        "item is the least), so a small explain request waits about this long behind a large one, not for "
+        "all its work; 0: bounded by --max-batch-size rows of work only",
     )
     inline_max_rows: int = Field(
         1,

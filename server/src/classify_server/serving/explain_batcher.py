@@ -2,7 +2,7 @@
 
 An explain item costs many rows of model work (integrated gradients: steps + 2), so one request of 32
 images at 32 steps is over a thousand rows. Taking turns on the model's execution slot, every Classify
-batch would wait for an explain execution of tens of milliseconds (measured: batch-1 p50 3.5 -> 47 ms).
+batch would wait for an explain execution of tens of milliseconds (measured: batch-1 p50 3.8 -> 47 ms).
 So explain runs on its own worker thread, one execution at a time per model, concurrently with Classify's
 executions: TensorFlow interleaves the two on its thread pools and they share the cores, each getting
 about half when both are busy (batch-1 p50 3.5 -> 6.6 ms), and neither waits for the other's queue.
