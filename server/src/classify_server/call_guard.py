@@ -19,12 +19,10 @@ from classify_server.concurrency import ConcurrencyLimit
 from classify_server.errors import InvalidInputError, OverloadedError, model_of, status_of
 from classify_server.request_ids import (
     REQUEST_ID_HEADER,
+    call_headers_of,
     current_call,
     current_priority,
     current_route_key,
-    priority_of,
-    request_id_of,
-    route_key_of,
 )
 
 # Probes of the KServe protocol: like grpc.health.v1, never refused for being busy.
@@ -195,11 +193,11 @@ async def _refuse_unparseable(context: grpc.aio.ServicerContext, request: Unpars
 
 def _enter(method: str, context: grpc.aio.ServicerContext) -> None:
     """Adopt or make the call's request id, hand it back in the trailing metadata, remember it for logs."""
-    request_id = request_id_of(context)
+    request_id, route_key, priority = call_headers_of(context)
     context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
     current_call.set((request_id, method))
-    current_route_key.set(route_key_of(context))  # canary routing: serving/labels.py
-    current_priority.set(priority_of(context))  # queue order: serving/scheduling.py
+    current_route_key.set(route_key)  # canary routing: serving/labels.py
+    current_priority.set(priority)  # queue order: serving/scheduling.py
     if tracing.state.enabled:  # the caller's traceparent, for every request of this call
         tracing.adopt_metadata(context.invocation_metadata())
 

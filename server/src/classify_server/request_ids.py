@@ -18,6 +18,7 @@ ROUTE_KEY_HEADER = "x-classify-route-key"
 # A caller's scheduling priority (high, normal, low) where its request message has no field for it.
 PRIORITY_HEADER = "x-classify-priority"
 MAX_REQUEST_ID_CHARS = 128  # a caller's id ends up in every log line about its call: keep it bounded
+_CALL_HEADERS = frozenset((REQUEST_ID_HEADER, ROUTE_KEY_HEADER, PRIORITY_HEADER))
 
 # (request id, method) of the call being served; empty outside calls (start-up, polling, health).
 current_call: ContextVar[tuple[str, str]] = ContextVar("current_call", default=("", ""))
@@ -36,28 +37,17 @@ def new_request_id() -> str:
     return f"{_PREFIX}-{next(_counter):x}"
 
 
-def request_id_of(context: grpc.aio.ServicerContext) -> str:
-    """The caller's ``x-request-id`` (trimmed to a sane length), or a new id when it sent none."""
+def call_headers_of(context: grpc.aio.ServicerContext) -> tuple[str, str, str]:
+    """The caller's ``x-request-id`` (a new id when it sent none or an empty one), ``x-classify-route-key``
+    and ``x-classify-priority`` ("" when not sent), each trimmed to MAX_REQUEST_ID_CHARS: one pass over
+    the metadata, the first value of each key."""
+    found: dict[str, str] = {}
     for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_HEADER:
+        if key in _CALL_HEADERS and key not in found:
             text = value if isinstance(value, str) else value.decode("utf-8", "replace")
-            return text[:MAX_REQUEST_ID_CHARS] if text else new_request_id()
-    return new_request_id()
-
-
-def route_key_of(context: grpc.aio.ServicerContext) -> str:
-    """The caller's ``x-classify-route-key`` (trimmed like a request id), or ""."""
-    return _metadata_value(context, ROUTE_KEY_HEADER)
-
-
-def priority_of(context: grpc.aio.ServicerContext) -> str:
-    """The caller's ``x-classify-priority`` as sent (trimmed like a request id), or ""."""
-    return _metadata_value(context, PRIORITY_HEADER)
-
-
-def _metadata_value(context: grpc.aio.ServicerContext, name: str) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == name:
-            text = value if isinstance(value, str) else value.decode("utf-8", "replace")
-            return text[:MAX_REQUEST_ID_CHARS]
-    return ""
+            found[key] = text[:MAX_REQUEST_ID_CHARS]
+    return (
+        found.get(REQUEST_ID_HEADER) or new_request_id(),
+        found.get(ROUTE_KEY_HEADER, ""),
+        found.get(PRIORITY_HEADER, ""),
+    )
