@@ -14,7 +14,7 @@ from fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from classify_server import tracing
+from classify_server import request_ids, tracing
 from classify_server.concurrency import ConcurrencyLimit
 from classify_server.errors import InvalidInputError, OverloadedError, UnauthenticatedError
 from classify_server.http.errors import BodyTimeoutError, BodyTooLargeError, error_response
@@ -28,9 +28,10 @@ from classify_server.request_ids import (
 from classify_server.security import token_problem
 from classify_server.serving.data_plane import DataPlane
 
-REQUEST_ID_HEADER = b"x-request-id"
-ROUTE_KEY_HEADER = b"x-classify-route-key"
-PRIORITY_HEADER = b"x-classify-priority"
+# ASGI gives header names as lowercase bytes: the gRPC side's names, encoded once.
+REQUEST_ID_HEADER = request_ids.REQUEST_ID_HEADER.encode()
+ROUTE_KEY_HEADER = request_ids.ROUTE_KEY_HEADER.encode()
+PRIORITY_HEADER = request_ids.PRIORITY_HEADER.encode()
 Model = TypeVar("Model", bound=BaseModel)
 
 
