@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from classify_server.serving.batcher import DynamicBatcher
+
 
 class GatedModel:
     """Sums each row; blocks until released, so a test controls what queues behind a running batch."""
@@ -47,3 +49,14 @@ class PacedModel:
         self.gate.wait(timeout=10)
         time.sleep(self.seconds_per_row * len(batch))
         return batch.reshape(len(batch), -1).sum(axis=1, keepdims=True)
+
+
+async def measure_cost(
+    batcher: DynamicBatcher, sizes: tuple[int, ...] = (1, 4, 8, 16), rounds: int = 5
+) -> None:
+    """Run executions of several sizes, one at a time, until the batcher's cost fit is settled: admission
+    refuses on expected waits only once it is (execution_cost.SETTLED_EXECUTIONS)."""
+    for _ in range(rounds):
+        for size in sizes:
+            await batcher.submit(rows(size))
+    assert batcher.cost.settled, batcher.cost.executions

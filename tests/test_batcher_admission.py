@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from batching_models import PacedModel, rows
+from batching_models import PacedModel, measure_cost, rows
 
 from classify_server.errors import OverloadedError
 from classify_server.serving.batcher import BatchingPolicy, DynamicBatcher
@@ -18,6 +18,7 @@ def test_queue_bounded_in_time_refuses_what_would_wait_too_long_and_accepts_when
         # Two full batches of 16 rows at ~2 ms a row: about 64 ms of waiting allowed.
         batcher = DynamicBatcher("m", model, BatchingPolicy(16, 10_000, max_queued_batches=2))
         batcher.start()
+        await measure_cost(batcher)
         # Idle: even a request that alone takes longer than the bound is served.
         await batcher.submit(rows(40))
         assert batcher.expected_wait() == 0.0
@@ -46,7 +47,7 @@ def test_a_request_that_would_miss_its_deadline_is_refused_on_arrival() -> None:
         model = PacedModel(0.005)
         batcher = DynamicBatcher("m", model, BatchingPolicy(64, 10_000))
         batcher.start()
-        await batcher.submit(rows(8))  # measures the pace: ~5 ms a row
+        await measure_cost(batcher)  # ~5 ms a row
         model.gate.clear()
         running = asyncio.create_task(batcher.submit(rows(40)))  # ~200 ms of work ahead
         await asyncio.sleep(0.02)

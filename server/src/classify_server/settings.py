@@ -243,10 +243,11 @@ class ServerSettings(BaseSettings):
         "0: only the deadline bounds the wait",
     )
     shed_floods: bool = Field(
-        False,
-        description="While rows arrive faster than twice what a model runs (an open-loop flood: closed-loop "
-        "callers never offer more than it runs), admit only requests expected to start within a tenth of "
-        "a full batch, so accepted calls stay fast; the rest get RESOURCE_EXHAUSTED at once",
+        True,
+        description="While rows arrive much faster than a model runs them (an open-loop flood, told from a "
+        "closed loop of many callers by how long it lasts: see docs/operations.md), admit only requests "
+        "expected to start within a tenth of a full batch, so accepted calls stay fast; the rest get "
+        "RESOURCE_EXHAUSTED at once. --no-shed-floods: only the row, wait and deadline bounds",
     )
     background_rows: int = Field(
         4,

@@ -28,15 +28,14 @@ import numpy as np
 
 from classify_server import tracing
 from classify_server.errors import DeadlineExceededError, OverloadedError, UnavailableError
+from classify_server.serving import flood
+from classify_server.serving.execution_cost import ExecutionCost
 from classify_server.serving.scheduling import (
-    FLOOD_QUEUED_BATCHES,
-    OfferedLoad,
     Priority,
     PriorityQueue,
     capacity_refusal,
     eviction_notice,
     flood_notice,
-    smoothed_rate,
     wait_refusal,
 )
 from classify_server.serving.scheduling import Queued as _Pending
@@ -66,7 +65,7 @@ class BatchingPolicy:
     # Seconds a request may expect to wait before its execution starts (--max-queue-ms); 0: no bound.
     max_queue_time: float = 0.0
     # Refuse all but requests about to start while rows arrive faster than the model runs them
-    # (scheduling.FLOOD_FACTOR): what keeps accepted calls fast under an open-loop flood.
+    # (flood.py): what keeps accepted calls fast under an open-loop flood.
     shed_floods: bool = False
     # Rows of lower priorities an execution may carry while a higher one is active; 0: no cap.
     background_rows: int = 0
@@ -120,12 +119,12 @@ class DynamicBatcher:
         )
         self._slots = asyncio.Semaphore(policy.max_batches_in_flight)
         self._queue = PriorityQueue()
-        self._offered = OfferedLoad()
+        self._flood = flood.FloodDetector()
         # Seconds the last execution of at most inline_max_rows rows took, wherever it ran.
         self._small_batch_seconds = 0.0
-        # Measured seconds per row (0 until the first execution), and the executions running now:
-        # their rows and when they started (perf_counter).
-        self._seconds_per_row = 0.0
+        # What an execution costs (fixed + per row, learnt from the executions run), and the executions
+        # running now: their rows and when they started (perf_counter).
+        self.cost = ExecutionCost()
         self._running: dict[int, tuple[int, float]] = {}
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -141,13 +140,15 @@ class DynamicBatcher:
 
     def expected_wait(self, priority: Priority = Priority.LOW) -> float:
         """Seconds a request of ``priority`` arriving now would wait before its execution starts: the
-        rows queued at its priority or above at the measured pace plus what is left of the running
-        executions (0 until the model has run once). The default counts every queued row."""
-        pace = self._seconds_per_row
+        rows queued at its priority or above, run in full batches at the measured cost, plus what is left
+        of the running executions (0 until the model has run once). The default counts every queued row."""
+        cost = self.cost
         now = time.perf_counter()
-        running = sum(max(0.0, rows * pace - (now - started)) for rows, started in self._running.values())
-        queued = self._queue.rows_at_or_above(priority)
-        return (queued * pace + running) / self.policy.max_batches_in_flight
+        running = sum(
+            max(0.0, cost.seconds_for(rows) - (now - started)) for rows, started in self._running.values()
+        )
+        queued = cost.queue_seconds(self._queue.rows_at_or_above(priority), self.policy.max_batch_size)
+        return (queued + running) / self.policy.max_batches_in_flight
 
     async def submit(
         self, rows: np.ndarray, deadline: float | None = None, priority: Priority = Priority.NORMAL
@@ -178,6 +179,19 @@ class DynamicBatcher:
         """Refuse a request the queue cannot take: too many rows, too long a wait, or a deadline it
         would miss. Refusing on arrival is cheap; queueing it would only delay everyone behind it."""
         policy = self.policy
+        # Every arrival counts as offered, the ones refused below too: a flood held at the row bound
+        # is still a flood.
+        flooding = False
+        if policy.shed_floods and self.cost.settled:
+            flooding = self._flood.offer(
+                rows,
+                now,
+                policy.max_batch_size * policy.max_batches_in_flight,
+                self.cost.seconds_for(policy.max_batch_size),
+            )
+            if flooding:  # what the flood queued before it was recognised would only run late
+                allowed = flood.QUEUED_BATCHES * policy.max_batch_size * policy.max_batches_in_flight
+                self._shed(self._queue.trim_to(int(allowed)), flood_notice(self.name))
         if self._queue.rows + rows > policy.queue_capacity_rows:
             # Room for a higher priority is made by shedding the newest requests of lower ones.
             evicted = self._queue.evict_below(priority, self._queue.rows + rows - policy.queue_capacity_rows)
@@ -185,19 +199,14 @@ class DynamicBatcher:
                 self.stats.rejected += 1
                 raise OverloadedError(capacity_refusal(self.name, self._queue.rows, policy, rows))
             self._shed(evicted, eviction_notice(self.name))
-        flooding = False
-        if policy.shed_floods:
-            self._offered.offer(rows, now)
-            flooding = self._offered.flooding(self._seconds_per_row, policy.max_batches_in_flight)
-            if flooding:  # what the flood queued before it was recognised would only run late
-                allowed = FLOOD_QUEUED_BATCHES * policy.max_batch_size * policy.max_batches_in_flight
-                self._shed(self._queue.trim_to(int(allowed)), flood_notice(self.name))
         if not (policy.max_queued_batches or policy.max_queue_time or flooding) and deadline is None:
             return  # no time bound applies: spare the request path the wait estimate
+        if not self.cost.settled:
+            return  # too few executions measured to refuse anyone on a wait estimate
         refusal = wait_refusal(
             self.name,
             self.expected_wait(priority),
-            batch_seconds=policy.max_batch_size * self._seconds_per_row,
+            batch_seconds=self.cost.seconds_for(policy.max_batch_size),
             max_queued_batches=policy.max_queued_batches,
             max_queue_time=policy.max_queue_time,
             flooding=flooding,
@@ -348,10 +357,8 @@ class DynamicBatcher:
             elapsed = time.perf_counter() - started
             if len(rows) <= self.policy.inline_max_rows:
                 self._small_batch_seconds = elapsed  # one float store: safe from a worker thread
+            self.cost.observe(len(padded), elapsed)
             with self._stats_lock:
-                self._seconds_per_row = smoothed_rate(
-                    self._seconds_per_row, elapsed, len(padded), self.policy.max_batch_size
-                )
                 self.stats.compute_seconds += elapsed
                 self.stats.compute_time_counts[bisect.bisect_left(TIME_BUCKETS, elapsed)] += 1
                 self.stats.executions += 1

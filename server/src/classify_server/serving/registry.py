@@ -19,6 +19,7 @@ from classify_server.errors import ModelNotFoundError, UnavailableError
 from classify_server.logs import lifecycle
 from classify_server.serving.batcher import BatchingPolicy, DynamicBatcher, RunBatch
 from classify_server.serving.explain_batcher import ExplainBatcher
+from classify_server.serving.heap import settle_after_model_change
 from classify_server.serving.labels import VersionLabels
 from classify_server.serving.repository import (
     ModelSpec,
@@ -111,6 +112,7 @@ class ModelRegistry:
         self._on_state = on_state or (lambda state: None)
         self._models: dict[str, _Model] = {}
         self._lock = asyncio.Lock()  # one reconcile, load or unload at a time
+        self._models_changed = False  # since the heap was last settled (heap.py)
 
     # -- Queries -------------------------------------------------------------------------------------------
 
@@ -163,7 +165,10 @@ class ModelRegistry:
     async def reconcile(self, only: str | None = None) -> None:
         """Bring the loaded versions in line with the disk and the version policies."""
         async with self._lock:
-            await self._reconcile(only)
+            try:
+                await self._reconcile(only)
+            finally:
+                self._settle_heap()
 
     async def load_model(self, name: str) -> ModelState:
         """Serve ``name`` again after an unload (or pick up its new versions now)."""
@@ -172,7 +177,10 @@ class ModelRegistry:
                 raise ModelNotFoundError(f"model {name!r} has no version folders under {self.root}")
             if name in self._models:
                 self._models[name].held = False
-            await self._reconcile(name)
+            try:
+                await self._reconcile(name)
+            finally:
+                self._settle_heap()
             return self._models[name].summary()
 
     async def unload_model(self, name: str) -> ModelState:
@@ -184,6 +192,7 @@ class ModelRegistry:
             model.held = True
             for version in sorted(model.ready):
                 await self._unload(model, version)
+            self._settle_heap()
             self._publish(model)
             return model.summary()
 
@@ -202,6 +211,11 @@ class ModelRegistry:
             for model in self._models.values():
                 for version in sorted(model.ready):
                     await self._unload(model, version)
+
+    def _settle_heap(self) -> None:
+        if self._models_changed:
+            self._models_changed = False
+            settle_after_model_change()
 
     def _names(self) -> str:
         return ", ".join(sorted(self._models)) or "none"
@@ -282,6 +296,7 @@ class ModelRegistry:
             )
         )
         model.ready[version] = LoadedModel(spec, batcher, seconds, explainer)
+        self._models_changed = True
         model.task = spec.task
         model.states[version] = VersionState(version, READY)
         model.failed_fingerprints.pop(version, None)
@@ -309,6 +324,7 @@ class ModelRegistry:
             await asyncio.shield(loaded.explainer.close())
         await asyncio.shield(loaded.batcher.close())
         del model.states[version]
+        self._models_changed = True
         extra = lifecycle("unloaded", model.name, version)
         log.info("model %s version %d unloaded", model.name, version, extra=extra)
 

@@ -7,13 +7,12 @@ larger request is cut into slices), so an online caller waits behind a short exe
 batch job's 256-row one, and the job still moves in every execution. Under overload the lowest
 priority is shed first: a full queue evicts its newest lowest-priority requests to admit a higher one.
 
-Admission is bounded by expected wait: the rows queued ahead (at the request's priority or above) times
-the model's measured seconds per row, plus what is left of the running executions. A request is refused
-at once (RESOURCE_EXHAUSTED) when that wait is over ``max_queue_time``, over what its deadline leaves,
-or, while rows are offered faster than FLOOD_FACTOR times what the model can run, over
-FLOOD_QUEUED_BATCHES full batches. A closed loop of callers can never offer more than the model runs,
-so a 256-caller soak is never shed, while an open-loop flood is shed on arrival and the requests it
-admits wait for about one execution, not for their deadline.
+Admission is bounded by expected wait: the rows queued ahead (at the request's priority or above) run in
+full batches at the model's measured cost (execution_cost.py), plus what is left of the running
+executions. A request is refused at once (RESOURCE_EXHAUSTED) when that wait is over ``max_queue_time``,
+over what its deadline leaves, or, during an open-loop flood (flood.py), over a tenth of a full batch.
+A closed loop of callers never offers more than the model runs for long, so a 256-caller soak is never
+shed, while a flood is shed on arrival and the requests it admits wait for about one execution.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ import numpy as np
 
 from classify_server.errors import InvalidInputError
 from classify_server.request_ids import PRIORITY_HEADER
+from classify_server.serving import flood
 
 if TYPE_CHECKING:
     from classify_server.serving.batcher import BatchingPolicy
@@ -45,19 +45,6 @@ PRIORITY_NAMES = {p.name.lower(): p for p in Priority}
 
 # How long an arrival of a priority counts as "that traffic is active" for the background cap.
 PRIORITY_MEMORY_SECONDS = 1.0
-# Offered work (rows arriving per second × seconds per row) above this many times the model's capacity
-# is a flood: closed-loop callers cannot offer more than the model runs, an open loop can.
-FLOOD_FACTOR = 2.0
-# Time constant of the offered-rate estimate: long enough to smooth a closed loop's bursts (every
-# caller answering at once when a batch ends), short enough to end flood shedding soon after a flood.
-FLOOD_WINDOW_SECONDS = 0.5
-# Wait allowed during a flood, in full batches at the measured pace: 0.1 admits a request only as the
-# running execution ends (2026-11-28, 10x flood of 128-image requests: accepted p99 1.8-2.0x unloaded).
-FLOOD_QUEUED_BATCHES = 0.1
-
-# Weight of the newest execution in the seconds-per-row estimate (an exponential moving average over
-# rows, so large executions, which set the pace under load, count most).
-RATE_SMOOTHING = 0.1
 
 
 def parse_priority(text: str) -> Priority:
@@ -211,25 +198,6 @@ class PriorityQueue:
         self.rows += rows
 
 
-@dataclass
-class OfferedLoad:
-    """Rows offered per second (refused ones too), exponentially smoothed over FLOOD_WINDOW_SECONDS."""
-
-    rate: float = 0.0
-    updated: float = 0.0
-
-    def offer(self, rows: int, now: float) -> float:
-        self.rate = self.rate * math.exp(-(now - self.updated) / FLOOD_WINDOW_SECONDS) + rows / (
-            FLOOD_WINDOW_SECONDS
-        )
-        self.updated = now
-        return self.rate
-
-    def flooding(self, seconds_per_row: float, in_flight: int) -> bool:
-        """Is more work arriving than FLOOD_FACTOR times what the model's executions can run?"""
-        return self.rate * seconds_per_row > FLOOD_FACTOR * in_flight
-
-
 def wait_refusal(
     model: str,
     wait: float,
@@ -242,8 +210,8 @@ def wait_refusal(
 ) -> str | None:
     """Why a request expected to wait ``wait`` seconds is refused, or None to admit it.
 
-    ``batch_seconds`` is a full batch at the measured pace; a bound of 0 is no bound. Only the wait
-    counts, not the request's own execution: the pace learnt from small batches overstates large ones.
+    ``batch_seconds`` is a full batch at the measured cost; a bound of 0 is no bound. Only the wait
+    counts, not the request's own execution.
     """
     retry = "retry with backoff or on another replica"
     if max_queued_batches and wait > max_queued_batches * batch_seconds:
@@ -252,11 +220,11 @@ def wait_refusal(
             f"in its queue, over the {max_queued_batches * batch_seconds * 1000:.0f} ms of "
             f"{max_queued_batches:g} full batches allowed (--max-queued-batches); {retry}"
         )
-    if flooding and wait > FLOOD_QUEUED_BATCHES * batch_seconds:
+    if flooding and wait > flood.QUEUED_BATCHES * batch_seconds:
         return (
-            f"model {model!r} is overloaded: requests arrive faster than {FLOOD_FACTOR:g}x what it "
-            f"can run, so only one that starts within {FLOOD_QUEUED_BATCHES:g} batch is accepted "
-            f"and this one would wait about {wait * 1000:.0f} ms; {retry}"
+            f"model {model!r} is overloaded: requests arrive faster than it can run them (a flood), so "
+            f"only one that starts within {flood.QUEUED_BATCHES:g} batch is accepted and this one would "
+            f"wait about {wait * 1000:.0f} ms; {retry}"
         )
     if max_queue_time and wait > max_queue_time:
         return (
@@ -289,18 +257,6 @@ def capacity_refusal(model: str, queued: int, policy: BatchingPolicy, rows: int)
 
 def flood_notice(model: str) -> str:
     return (
-        f"model {model!r} is overloaded: requests arrive faster than {FLOOD_FACTOR:g}x what it can run, "
-        "and this one was shed from the queue; retry with backoff or on another replica"
+        f"model {model!r} is overloaded: requests arrive faster than it can run them (a flood), and this "
+        "one was shed from the queue; retry with backoff or on another replica"
     )
-
-
-def smoothed_rate(previous: float, seconds: float, rows: int, full_batch: int) -> float:
-    """The seconds-per-row estimate after an execution of ``rows`` rows took ``seconds``.
-
-    A full batch moves it by RATE_SMOOTHING of the difference and smaller ones in proportion: a row
-    costs less in a large batch, and large batches are what a loaded queue drains in.
-    """
-    if previous == 0.0:
-        return seconds / rows
-    weight = min(1.0, RATE_SMOOTHING * rows / full_batch)
-    return previous + weight * (seconds / rows - previous)
