@@ -194,12 +194,13 @@ class WorkerPool:
                 answers[i] = answer
         return [answers[i] for i in range(len(self._pipes))]
 
-    def close(self) -> None:
-        """Ask every worker to stop, then make sure: a worker stuck in a call is terminated."""
+    def close(self, at_once: bool = False) -> None:
+        """Ask every worker to stop, then make sure: a worker stuck in a call is terminated. ``at_once``
+        (the run failed) terminates them without waiting for the rest of their window."""
         for pipe in self._pipes:
             with contextlib.suppress(OSError):  # a worker already gone needs no asking
                 pipe.send(None)
-        deadline = time.monotonic() + STOP_JOIN_SECONDS
+        deadline = time.monotonic() + (0.0 if at_once else STOP_JOIN_SECONDS)
         for process in self._processes:
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
@@ -297,6 +298,7 @@ async def run_all_in_processes(
     # The statistics need no load channel of their own: a LoadLoop without payloads only asks for them.
     statistics = LoadLoop(target, [], connection.call_headers(), connection.credentials())
     results = []
+    failed = True
     try:
         for protocol in protocols:
             for size in sizes:
@@ -325,7 +327,8 @@ async def run_all_in_processes(
                             protocol=protocol,
                         )
                     )
+        failed = False
     finally:
         await statistics.close()
-        workers.close()
+        workers.close(at_once=failed)
     return results
