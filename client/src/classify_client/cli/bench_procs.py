@@ -1,8 +1,9 @@
 """``classify bench --processes N``: the load from N worker processes, measured as one window.
 
-One Python process drives at most one core: the grpc.aio client and its event loop cost ~300-700 µs of
-CPU per request, so at high request rates a one-process load generator, sharing the machine's cores
-with the server it measures, measures itself. With ``--processes N`` each of N workers has its own
+One Python process drives at most one core: the grpc.aio client and its event loop cost a few hundred
+µs of CPU per request (~130 at concurrency 64, ~270 one at a time, more for big requests: docs/client.md),
+so at high request rates a one-process load generator, sharing the machine's cores with the server it
+measures, measures itself. With ``--processes N`` each of N workers has its own
 channel (or HTTP connections) and runs its share of ``--concurrency`` (and of ``--rate`` and
 ``--requests``). Per step every worker warms up and reports ready; the parent then reads the server's
 statistics and gives all of them one start time, so the measured window is the same for all; it reads
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from .common import Connection
@@ -154,7 +156,7 @@ class WorkerPool:
     def __init__(self, processes: int) -> None:
         context = multiprocessing.get_context("spawn")
         self._pipes: list[Pipe] = []
-        self._processes: list[Any] = []
+        self._processes: list[BaseProcess] = []
         for i in range(processes):
             ours, theirs = context.Pipe()
             process = context.Process(
@@ -180,10 +182,10 @@ class WorkerPool:
         answers: dict[int, Any] = {}
         while len(answers) < len(self._pipes):
             waiting = [pipe for i, pipe in enumerate(self._pipes) if i not in answers]
-            for pipe in wait(waiting):
-                i = self._pipes.index(pipe)  # type: ignore[arg-type]
+            for ready in wait(waiting):
+                i = next(i for i, pipe in enumerate(self._pipes) if pipe is ready)
                 try:
-                    answer = pipe.recv()  # type: ignore[union-attr]
+                    answer = self._pipes[i].recv()
                 except EOFError:
                     self._processes[i].join(1)
                     raise BenchProcessError(
