@@ -43,6 +43,20 @@ def parse_concurrency(text: str) -> list[int]:
     return parse_positive_list(text, "--concurrency")
 
 
+def check_processes(processes: int, levels: list[int]) -> None:
+    """Every process runs at least one request in flight, so there can be no more of them than the
+    smallest --concurrency."""
+    if processes < 1:
+        raise click.BadParameter(f"expected a positive integer, got {processes}", param_hint="--processes")
+    if processes > min(levels):
+        raise click.BadParameter(
+            f"{processes} processes need --concurrency of at least {processes} (each process keeps at "
+            f"least one request in flight), got --concurrency {min(levels)}; expected --processes at most "
+            f"{min(levels)}",
+            param_hint="--processes",
+        )
+
+
 def parse_protocols(text: str) -> list[str]:
     """``grpc,http`` as the load generator's protocols in the order given, each once."""
     chosen: list[str] = []
@@ -109,6 +123,14 @@ def parse_protocols(text: str) -> list[str]:
     help="The server's HTTP port, HOST:PORT or a URL, for the http protocols; default: --target's host, "
     "port 8501 (https with --tls-* options).",
 )
+@click.option(
+    "--processes",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Worker processes sharing the load (each its own channel and a share of --concurrency and "
+    "--rate), so the tool is not limited to one core; 1: all in this process.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
 @click.pass_obj
 def bench(
@@ -127,6 +149,7 @@ def bench(
     timeout: float,
     protocol: str,
     http_target: str | None,
+    processes: int,
     as_json: bool,
 ) -> None:
     """Measure throughput and latency under load, with the server's own batching figures."""
@@ -140,6 +163,7 @@ def bench(
     levels = parse_concurrency(concurrency)
     sizes = parse_positive_list(batch_size, "--batch-size")
     protocols = parse_protocols(protocol)
+    check_processes(processes, levels)
     try:
         with connection.client(target, 10) as client:
             metadata = client.metadata(model, model_version)
@@ -176,6 +200,7 @@ def bench(
             specs=specs,
             protocols=protocols,
             http=http,
+            processes=processes,
         )
     )
     if as_json:
@@ -196,9 +221,29 @@ async def run_all(
     specs: list[Any],
     protocols: list[str],
     http: Any,
+    processes: int = 1,
 ) -> list[Any]:
     """Every protocol, then every batch size, then every step: one connection per protocol and size."""
     from . import load_generator as load
+
+    if processes > 1:
+        from .bench_procs import BenchProcessError, run_all_in_processes
+
+        try:
+            return await run_all_in_processes(
+                processes,
+                connection,
+                target=target,
+                model=model,
+                version=version,
+                pool=pool,
+                sizes=sizes,
+                specs=specs,
+                protocols=protocols,
+                http=http,
+            )
+        except BenchProcessError as exc:
+            raise FatalError(str(exc)) from None
 
     results = []
     for protocol in protocols:

@@ -165,6 +165,31 @@ class HttpLoadGenerator(LoadLoop):
         return None if status == 200 else f"HTTP_{status}"
 
 
+async def http_requests(
+    http: HttpEndpoint,
+    *,
+    model: str,
+    version: int | None,
+    pool: Inputs,
+    batch_size: int,
+    protocol: str,
+    headers: dict[str, str] | None,
+) -> list[bytes]:
+    """The whole ``POST``s for ``http-binary`` or ``http-json``, built once: bytes, so that the worker
+    processes of ``--processes`` can be handed them as they are (bench_procs.py)."""
+    async with httpx.AsyncClient(base_url=http.base_url, headers=headers or {}, verify=http.verify) as client:
+        names = await tensor_names(client, model, version, {})
+    encode = binary_payload if protocol == "http-binary" else json_payload
+    origin = Origin.of(http.base_url, http.verify)
+    path = urlsplit(http.base_url).path.rstrip("/") + infer_path(model, version) + "/infer"
+
+    def request(batch: Inputs) -> bytes:
+        payload = encode(batch, names)
+        return post_request(origin, path, payload.body, {**(headers or {}), **payload.headers})
+
+    return serialized_requests(pool, batch_size, request)
+
+
 async def http_generator(
     http: HttpEndpoint,
     *,
@@ -179,19 +204,21 @@ async def http_generator(
 ) -> HttpLoadGenerator:
     """A generator for ``http-binary`` or ``http-json``: as many keep-alive connections as requests in
     flight."""
-    async with httpx.AsyncClient(base_url=http.base_url, headers=headers or {}, verify=http.verify) as client:
-        names = await tensor_names(client, model, version, {})
-    encode = binary_payload if protocol == "http-binary" else json_payload
-    origin = Origin.of(http.base_url, http.verify)
-    path = urlsplit(http.base_url).path.rstrip("/") + infer_path(model, version) + "/infer"
-
-    def request(batch: Inputs) -> bytes:
-        payload = encode(batch, names)
-        return post_request(origin, path, payload.body, {**(headers or {}), **payload.headers})
-
-    requests = serialized_requests(pool, batch_size, request)
+    requests = await http_requests(
+        http,
+        model=model,
+        version=version,
+        pool=pool,
+        batch_size=batch_size,
+        protocol=protocol,
+        headers=headers,
+    )
     return HttpLoadGenerator(
-        ConnectionPool(origin), target=target, requests=requests, headers=headers, credentials=credentials
+        ConnectionPool(Origin.of(http.base_url, http.verify)),
+        target=target,
+        requests=requests,
+        headers=headers,
+        credentials=credentials,
     )
 
 

@@ -224,18 +224,20 @@ class LoadLoop:
 
     async def run(self, spec: LoadSpec, batch_size: int, model: str, protocol: str = "native") -> StepResult:
         if spec.warmup > 0:
-            await self._load(replace_duration(spec, spec.warmup), StepResult(spec, batch_size))
+            await self.load(replace_duration(spec, spec.warmup), StepResult(spec, batch_size))
         before = await self.server_statistics(model)
         result = StepResult(spec, batch_size, protocol=protocol)
         started, cpu_started = time.perf_counter(), time.process_time()
-        await self._load(spec, result)
+        await self.load(spec, result)
         result.seconds = time.perf_counter() - started
         result.client_cpu_seconds = time.process_time() - cpu_started
         after = await self.server_statistics(model)
         result.server = statistics_delta(before, after)
         return result
 
-    async def _load(self, spec: LoadSpec, result: StepResult) -> None:
+    async def load(self, spec: LoadSpec, result: StepResult) -> None:
+        """One phase of load into ``result``; public for the worker processes, which run the phases of
+        a step themselves (bench_procs.py)."""
         if spec.rate:
             await self._open_loop(spec, result)
         else:
