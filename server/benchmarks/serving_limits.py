@@ -2,9 +2,12 @@
 
 1. In-process limit: each model's SavedModel signature called directly, at batch 1, 32 and 128, in this
    process (the same call the server's runner makes, with the server's thread settings).
-2. Served: a real `classify-server` on loopback, loaded by `classify bench` (a separate process), for the
-   request shapes of the performance issue's floors.
-3. Start-up time to SERVING with all four models, and the server's resident memory.
+2. A bare gRPC echo on the same front (grpc_fronts.py), 64 and 1 concurrent: what the transport alone
+   allows.
+3. Served: a real `classify-server` on loopback, loaded by `classify bench` (a separate process, whose
+   own CPU per request is printed beside each figure), for the request shapes of the floors, then a 10x
+   open-loop overload with the default settings.
+4. Start-up time to SERVING with all four models, and the server's resident memory.
 
 It prints a table of the figures, the ratios and the floor each ratio must meet. It measures; it does not
 assert: the machines are shared and noisy, so read the ratios (taken within one run) rather than the
@@ -14,6 +17,7 @@ absolute numbers.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import os
@@ -30,6 +34,7 @@ import numpy as np
 
 from classify_client.cli.load_generator import generated_inputs
 from classify_client.conversions import Inputs
+from classify_server.grpc_front import native_installed
 from classify_server.launcher import ServerLauncher, ServerLaunchError, running_server
 from classify_server.settings import ServerSettings
 
@@ -46,8 +51,9 @@ class Floor:
     name: str
     served: float
     limit: float
-    required: float  # served / limit must reach this (or, for latency, stay below limit + required)
+    required: float  # served / limit must reach this
     unit: str
+    bench_cpu_us: float = 0.0  # classify bench's own CPU per request: a slow client, not a slow server
 
     def passed(self) -> bool:
         return self.served >= self.required * self.limit
@@ -57,7 +63,7 @@ class Floor:
         verdict = "ok" if self.passed() else "BELOW"
         return (
             f"{self.name:<58} {self.served:>10,.0f} {self.limit:>10,.0f} {self.unit:<9} "
-            f"{ratio:>6.2f} >= {self.required:<4} {verdict}"
+            f"{ratio:>6.2f} >= {self.required:<4} {verdict:<5} {self.bench_cpu_us:>9,.0f}"
         )
 
 
@@ -165,6 +171,29 @@ def bench(target: str, model: str, batch: int, concurrency: int, seconds: float)
     return json.loads(result.stdout)["steps"][0]
 
 
+def served_row(name: str, step: dict, limit: float, required: float, unit: str) -> Floor:
+    """A served figure of one `classify bench` step (images/s or req/s) against its limit, with the
+    bench's own CPU."""
+    served = step["rows_per_second" if unit == "images/s" else "requests_per_second"]
+    return Floor(name, served, limit, required, unit, step.get("client_cpu_us_per_request") or 0.0)
+
+
+def overload_figures(target: str, seconds: float) -> tuple[float, float, float | None, float | None]:
+    """A 10x open-loop flood of 128-image mnist-cnn requests on the server as it is configured: the
+    unloaded p99, the accepted and shed p99 (ms) and the accepted p99 over the unloaded one. The flood
+    is the reliability harness's (tests/reliability/load.py), so both report the same measurement."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "reliability"))
+    from load import overload  # the harness's open loop: it times refusals too, not only successes
+
+    result = asyncio.run(overload(target, "mnist-cnn", "image", batch_size=128, seconds=seconds))
+    return (
+        result.unloaded_p99_ms,
+        result.overload.p99("OK") or float("nan"),
+        result.overload.p99("RESOURCE_EXHAUSTED"),
+        result.accepted_p99_ratio,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -175,11 +204,12 @@ def main() -> int:
         "--server-arg", action="append", default=[], help="extra classify-server flag (repeat)"
     )
     parser.add_argument(
-        "--grpc-front", choices=("native", "grpcio", "auto"), default=None, help="the server's --grpc-front"
+        "--grpc-front", choices=("native", "grpcio", "auto"), default="auto", help="the server's --grpc-front"
     )
     args = parser.parse_args()
-    if args.grpc_front is not None:
-        args.server_arg += ["--grpc-front", args.grpc_front]
+    from grpc_fronts import echo_figures  # grpc_fronts imports this module: import it once we run
+
+    front = "native" if args.grpc_front != "grpcio" and native_installed() else "grpcio"
     configure_threads(*server_threads())
     print(f"in-process limits ({args.seconds:g} s per figure) ...", flush=True)
     limits = in_process_rates(args.model_repository, args.seconds)
@@ -188,7 +218,12 @@ def main() -> int:
             f"batch {b}: {rate:,.0f} rows/s ({1e3 * median:.2f} ms)" for b, (rate, median) in by_batch.items()
         )
         print(f"  {name:<14} {figures}")
-    with serving(args.model_repository, args.server_arg) as server:
+    print(f"bare echo on the {front} front (64 and 1 concurrent) ...", flush=True)
+    echo_rate, _, _, echo_cpu = echo_figures(front, 64, args.seconds)
+    _, echo_p50, _, _ = echo_figures(front, 1, args.seconds)
+    print(f"  64 concurrent: {echo_rate:,.0f} calls/s ({echo_cpu:,.0f} µs server CPU a call)")
+    print(f"  1 concurrent: p50 {echo_p50:.2f} ms")
+    with serving(args.model_repository, ["--grpc-front", args.grpc_front, *args.server_arg]) as server:
         assert server.ready_seconds is not None
         target, startup = server.target, server.ready_seconds
         memory = resident_mb(server.pid)
@@ -196,52 +231,55 @@ def main() -> int:
         for name in MODELS[:3]:
             step = bench(target, name, 128, 4, args.seconds)
             floors.append(
-                Floor(
-                    f"{name}: 128-image requests, 4 concurrent",
-                    step["rows_per_second"],
-                    limits[name][128][0],
-                    0.9,
-                    "images/s",
-                )
-            )
+                served_row(f"{name}: 128-image requests, 4 concurrent", step, limits[name][128][0], 0.8,
+                           "images/s")
+            )  # fmt: skip
         step = bench(target, "mnist-cnn", 1, 64, args.seconds)
         floors.append(
-            Floor(
-                "mnist-cnn: batch-1, 64 concurrent vs in-process batch 32",
-                step["requests_per_second"],
-                limits["mnist-cnn"][32][0],
-                0.5,
-                "req/s",
-            )
-        )
+            served_row("mnist-cnn: batch-1, 64 concurrent vs in-process batch 32", step,
+                       limits["mnist-cnn"][32][0], 0.5, "req/s")
+        )  # fmt: skip
+        floors.append(
+            served_row(f"mnist-cnn: batch-1, 64 concurrent vs bare echo ({front})", step, echo_rate, 0.5,
+                       "req/s")
+        )  # fmt: skip
         step = bench(target, "imdb-lstm", 1, 64, args.seconds)
         floors.append(
-            Floor(
-                "imdb-lstm: raw text batch-1, 64 concurrent vs batch 32",
-                step["requests_per_second"],
-                limits["imdb-lstm"][32][0],
-                0.5,
-                "req/s",
-            )
-        )
+            served_row("imdb-lstm: raw text batch-1, 64 concurrent vs batch 32", step,
+                       limits["imdb-lstm"][32][0], 0.5, "req/s")
+        )  # fmt: skip
         single = bench(target, "mnist-cnn", 1, 1, args.seconds)
-        in_process_ms = 1e3 * limits["mnist-cnn"][1][1]
         memory = max(memory, resident_mb(server.pid))
-    print(f"\n{'floor':<58} {'served':>10} {'limit':>10} {'unit':<9} {'ratio':>6}")
+        print("10x open-loop overload (128-image mnist-cnn requests) ...", flush=True)
+        unloaded_p99, accepted_p99, shed_p99, overload_ratio = overload_figures(target, args.seconds)
+        memory = max(memory, resident_mb(server.pid))
+    print(f"\nfront: {front}; bench CPU is classify bench's own CPU per request")
+    print(f"{'floor':<58} {'served':>10} {'limit':>10} {'unit':<9} {'ratio':>6} {'':>12} {'bench µs':>9}")
     for floor in floors:
         print(floor.row())
-    latency_ok = single["p50_ms"] <= in_process_ms + 0.5
+    in_process_ms = 1e3 * limits["mnist-cnn"][1][1]
+    latency_bound = echo_p50 + in_process_ms + 0.3
     checks = [
         (
-            "mnist-cnn: 1 concurrent batch-1 p50 vs in-process call + 0.5 ms",
-            f"{single['p50_ms']:.2f} ms vs {in_process_ms:.2f} ms",
-            latency_ok,
+            "mnist-cnn: 1 concurrent batch-1 p50 vs echo p50 + in-process call + 0.3 ms",
+            f"{single['p50_ms']:.2f} vs {echo_p50:.2f}+{in_process_ms:.2f}+0.3 ms",
+            single["p50_ms"] <= latency_bound,
+        ),
+        (
+            "10x overload, default settings: accepted p99 / unloaded p99 (<= 2)",
+            f"{accepted_p99:.1f} / {unloaded_p99:.1f} ms = {overload_ratio or float('nan'):.2f}",
+            overload_ratio is not None and overload_ratio <= 2,
+        ),
+        (
+            "10x overload, default settings: shed answers p99 (<= 20 ms)",
+            "none shed" if shed_p99 is None else f"{shed_p99:.1f} ms",
+            shed_p99 is not None and shed_p99 <= 20,
         ),
         ("start-up to SERVING with all four models (<= 10 s)", f"{startup:.1f} s", startup <= 10),
         ("resident memory with all four models (<= 1500 MB)", f"{memory:,.0f} MB", memory <= 1500),
     ]
     for name, figure, passed in checks:
-        print(f"{name:<66} {figure:>22} {'ok' if passed else 'BELOW'}")
+        print(f"{name:<72} {figure:>30} {'ok' if passed else 'BELOW'}")
     return 0
 
 

@@ -2,9 +2,9 @@
 
 One number of seconds per row cannot describe a model: a lone row pays the whole fixed cost of a call
 (graph dispatch, thread wake-up), a 128-row batch spreads it. Measured on this machine kind (2026-12-06,
-quick mnist-cnn): ~1.5 ms for 1 row, ~30 ms for 128, so the per-row figure learnt from small executions
-overstated a full batch's cost about six times, which made every estimate built on it (expected queue
-wait, what the model can run per second) wrong by as much under mixed load.
+quick mnist-cnn, in-process): 0.87 ms for 1 row, 11.3 ms for 128, so the per-row figure of lone rows
+overstated a full batch tenfold, and every estimate built on it (expected queue wait, what the model can
+run per second) was wrong by as much under mixed load.
 
 The line is an exponentially weighted least-squares fit over recent executions, so it follows the
 machine's load (other models and processes slow every execution alike). Until executions of different
