@@ -151,6 +151,20 @@ class HttpLoadGenerator(LoadLoop):
         super().__init__(target, requests, headers, credentials)
         self._pool = pool
 
+    @classmethod
+    def over(
+        cls,
+        http: HttpEndpoint,
+        *,
+        target: str,
+        requests: Sequence[bytes],
+        headers: dict[str, str] | None,
+        credentials: grpc.ChannelCredentials | None,
+    ) -> HttpLoadGenerator:
+        """A generator with its own pool of keep-alive connections to the endpoint's origin."""
+        pool = ConnectionPool(Origin.of(http.base_url, http.verify))
+        return cls(pool, target=target, requests=requests, headers=headers, credentials=credentials)
+
     async def close(self) -> None:
         await self._pool.close()
         await super().close()
@@ -213,12 +227,8 @@ async def http_generator(
         protocol=protocol,
         headers=headers,
     )
-    return HttpLoadGenerator(
-        ConnectionPool(Origin.of(http.base_url, http.verify)),
-        target=target,
-        requests=requests,
-        headers=headers,
-        credentials=credentials,
+    return HttpLoadGenerator.over(
+        http, target=target, requests=requests, headers=headers, credentials=credentials
     )
 
 

@@ -35,11 +35,9 @@ from .load_generator import (
     LoadLoop,
     LoadSpec,
     StepResult,
-    native_encoder,
+    grpc_requests,
     replace_duration,
-    serialized_requests,
     statistics_delta,
-    v2_encoder,
 )
 
 # How far ahead of "now" the parent sets the shared start: time for the message to reach every worker.
@@ -95,16 +93,11 @@ def _generator(plan: WorkerPlan) -> LoadLoop:
     headers, credentials = plan.connection.call_headers(), plan.connection.credentials()
     if plan.protocol in HTTP_PROTOCOLS:
         from .bench_http import HttpLoadGenerator, http_endpoint
-        from .bench_wire import ConnectionPool, Origin
 
         tls = plan.connection.tls_files if plan.connection.tls else None
         http = http_endpoint(plan.target, plan.http_base_url, tls)  # the SSL context is rebuilt here
-        return HttpLoadGenerator(
-            ConnectionPool(Origin.of(http.base_url, http.verify)),
-            target=plan.target,
-            requests=plan.payloads,
-            headers=headers,
-            credentials=credentials,
+        return HttpLoadGenerator.over(
+            http, target=plan.target, requests=plan.payloads, headers=headers, credentials=credentials
         )
     return LoadGenerator(plan.target, plan.payloads, plan.method, headers, credentials)
 
@@ -274,12 +267,10 @@ async def payloads_for(
         except BenchSetupError as exc:
             raise BenchProcessError(str(exc)) from None
         return "", requests
-    method, encode = (
-        v2_encoder(target, model, version, headers, connection.credentials())
-        if protocol == "v2"
-        else native_encoder(model, version)
-    )
-    return method, serialized_requests(pool, batch_size, encode)
+    return grpc_requests(
+        target, model, version, pool=pool, batch_size=batch_size, protocol=protocol, headers=headers,
+        credentials=connection.credentials(),
+    )  # fmt: skip
 
 
 async def run_all_in_processes(

@@ -354,6 +354,26 @@ async def run_steps(
         await generator.close()
 
 
+def grpc_requests(
+    target: str,
+    model: str,
+    version: int | None,
+    *,
+    pool: Inputs,
+    batch_size: int,
+    protocol: str,
+    headers: dict[str, str] | None,
+    credentials: grpc.ChannelCredentials | None,
+) -> tuple[str, list[bytes]]:
+    """The gRPC method and the serialized requests of ``native`` or ``v2`` load, built once."""
+    method, encode = (
+        v2_encoder(target, model, version, headers, credentials)
+        if protocol == "v2"
+        else native_encoder(model, version)
+    )
+    return method, serialized_requests(pool, batch_size, encode)
+
+
 async def benchmark(
     target: str,
     model: str,
@@ -367,11 +387,9 @@ async def benchmark(
     protocol: str = "native",
 ) -> list[StepResult]:
     """Run each step in turn over one gRPC channel (``native`` or ``v2``; HTTP: bench_http)."""
-    method, encode = (
-        v2_encoder(target, model, version, headers, credentials)
-        if protocol == "v2"
-        else native_encoder(model, version)
-    )
-    requests = serialized_requests(pool, batch_size, encode)
+    method, requests = grpc_requests(
+        target, model, version, pool=pool, batch_size=batch_size, protocol=protocol,
+        headers=headers, credentials=credentials,
+    )  # fmt: skip
     generator = LoadGenerator(target, requests, method, headers, credentials)
     return await run_steps(generator, specs, batch_size, model, protocol)
