@@ -21,6 +21,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -137,6 +138,14 @@ def serving(repository: Path, extra: list[str]) -> Iterator[ServerLauncher]:
             raise SystemExit(f"classify-server did not reach SERVING: {exc}") from None
 
 
+def serving_front(log: str) -> str:
+    """The front the server says it listens with (its start-up line), not the one asked for."""
+    found = re.search(r"; (\w+) gRPC front: ", log)
+    if found is None:
+        raise SystemExit("the server's start-up line does not name its gRPC front")
+    return found.group(1)
+
+
 def resident_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -230,6 +239,9 @@ def main() -> int:
     with serving(args.model_repository, ["--grpc-front", args.grpc_front, *args.server_arg]) as server:
         assert server.ready_seconds is not None
         target, startup = server.target, server.ready_seconds
+        served_front = serving_front(server.log())
+        if served_front != front:  # e.g. a --server-arg that only grpcio takes: say so, do not compare
+            raise SystemExit(f"the server serves on the {served_front} front, the echo ran on {front}")
         memory = resident_mb(server.pid)
         floors: list[Floor] = []
         for name in MODELS[:3]:

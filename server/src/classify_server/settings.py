@@ -160,11 +160,12 @@ class ServerSettings(BaseSettings):
         "408 and closed (slow-loris clients cannot hold connections open)",
     )
     max_connection_age_seconds: float = Field(
-        300.0,
+        0.0,
         ge=0,
         description="gRPC connections older than this are asked to close (GOAWAY) once their calls end "
         "(within --max-connection-age-grace-seconds), so long-lived clients re-resolve DNS and spread over "
-        "replicas that joined since; 0: connections live forever",
+        "replicas that joined since; set, it serves gRPC with grpcio (the native front cannot age "
+        "connections); 0 (default): connections live forever",
     )
     max_connection_age_grace_seconds: float | None = Field(
         None,
