@@ -21,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_JSON_KEYS = {
     "schema_version", "name", "version", "task", "labels", "signature", "input", "output", "explain",
     "preprocessing",
-    "architecture", "parameters", "metrics", "quick", "training", "data",
+    "architecture", "parameters", "metrics", "quick", "training", "data", "max_batch_size",
 }  # fmt: skip
 TRAINING_KEYS = {
     "epochs", "batch_size", "optimizer", "seed", "train_examples", "validation_examples", "seconds",
@@ -89,6 +89,7 @@ def test_quick_softmax_export_has_the_serving_contract(
     assert document["training"]["train_examples"] == RECIPES["mnist-softmax"].quick.train_examples
     assert document["training"]["validation_examples"] == 6000
     assert document["parameters"] == 7850  # 784 x 10 weights + 10 biases
+    assert document["max_batch_size"] == RECIPES["mnist-softmax"].max_batch_size
     assert document["metrics"]["validation_accuracy"] >= 0.85
     assert abs(document["metrics"]["validation_accuracy"] - accuracy) < 0.002
     assert document["data"]["validation_split"] == split.describe(dataset)

@@ -164,8 +164,8 @@ class ServerSettings(BaseSettings):
         ge=0,
         description="gRPC connections older than this are asked to close (GOAWAY) once their calls end "
         "(within --max-connection-age-grace-seconds), so long-lived clients re-resolve DNS and spread over "
-        "replicas that joined since; set, it serves gRPC with grpcio (the native front cannot age "
-        "connections); 0 (default): connections live forever",
+        "replicas that joined since; set, grpcio serves gRPC (the native front cannot age connections); "
+        "0: never",
     )
     max_connection_age_grace_seconds: float | None = Field(
         None,
@@ -190,7 +190,7 @@ class ServerSettings(BaseSettings):
         None, description="File of accepted bearer tokens, one per line (# comments allowed)"
     )
     max_batch_size: int = Field(
-        128, ge=1, description="Most rows one model execution takes; queued requests are merged up to it"
+        128, ge=1, description="Most rows per execution (a model.json max_batch_size wins for its model)"
     )
     max_queue_delay_ms: float = Field(
         0.0,

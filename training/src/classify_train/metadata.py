@@ -26,7 +26,7 @@ def build_model_json(
     training: dict[str, Any],
     data: dict[str, Any],
 ) -> dict[str, Any]:
-    return {
+    document = {
         "schema_version": SCHEMA_VERSION,
         "name": recipe.name,
         "version": version,
@@ -44,6 +44,9 @@ def build_model_json(
         "training": training,
         "data": data,
     }
+    if recipe.max_batch_size is not None:
+        document["max_batch_size"] = recipe.max_batch_size
+    return document
 
 
 def write_model_json(directory: Path, document: dict[str, Any]) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from classify_server.errors import ModelNotFoundError, UnavailableError
@@ -257,6 +257,12 @@ class ModelRegistry:
             del model.states[version]
             model.failed_fingerprints.pop(version, None)
 
+    def _policy_for(self, spec: ModelSpec) -> BatchingPolicy:
+        """The server's batching, with the rows per execution the model's own model.json asks for."""
+        if spec.max_batch_size is None:
+            return self._batching
+        return replace(self._batching, max_batch_size=spec.max_batch_size)
+
     async def _load(self, model: _Model, version: int, path: Path, fingerprint: tuple[float, ...]) -> None:
         model.states[version] = VersionState(version, LOADING)
         log.info(
@@ -281,7 +287,7 @@ class ModelRegistry:
             model.states[version] = VersionState(version, FAILED, str(exc))
             model.failed_fingerprints[version] = fingerprint
             return
-        batcher = DynamicBatcher(model.name, runner, self._batching)
+        batcher = DynamicBatcher(model.name, runner, self._policy_for(spec))
         batcher.start()
         explain = getattr(runner, "explainer", None)
         explainer = (

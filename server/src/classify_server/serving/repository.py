@@ -40,6 +40,8 @@ class ModelSpec:
     output_name: str
     metrics: dict[str, float] = field(default_factory=dict)
     quick: bool = False
+    # Rows one execution of this model may merge; None: the server's --max-batch-size.
+    max_batch_size: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -83,8 +85,20 @@ def _spec_from_json(raw: dict[str, Any], version_dir: Path) -> ModelSpec:
         output_name=str(raw["output"]["name"]),
         metrics={str(k): float(v) for k, v in raw.get("metrics", {}).items()},
         quick=bool(raw.get("quick", False)),
+        max_batch_size=_max_batch_size(raw.get("max_batch_size")),
         raw=raw,
     )
+
+
+def _max_batch_size(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"max_batch_size is {value!r}; expected a positive integer (rows one execution may merge), "
+            "or no such key to use the server's --max-batch-size"
+        )
+    return value
 
 
 def version_dirs(model_dir: Path) -> list[Path]:
