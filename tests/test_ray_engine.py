@@ -31,7 +31,10 @@ def start_local_ray(attempts: int = 3) -> ray.client_builder.BaseContext:
     for attempt in range(1, attempts + 1):
         try:
             return ray.init(
-                num_cpus=2, object_store_memory=128 * 1024 * 1024, include_dashboard=False, log_to_driver=False
+                num_cpus=2,
+                object_store_memory=128 * 1024 * 1024,
+                include_dashboard=False,
+                log_to_driver=False,
             )
         except Exception as error:  # Ray raises a bare Exception for the startup timeout
             ray.shutdown()

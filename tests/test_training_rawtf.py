@@ -18,7 +18,13 @@ from classify_train.cli import main
 from classify_train.data.datadir import DATA_DIR_ENV
 from classify_train.data.split import carve_validation, rows
 from classify_train.datasets import load_dataset
-from classify_train.recipes import ALL_MODEL_NAMES, MODEL_NAMES, RAW_TF_MODEL_NAMES, RECIPES
+from classify_train.recipes import (
+    ALL_MODEL_NAMES,
+    MODEL_NAMES,
+    RAW_TF_MODEL_NAMES,
+    RECIPES,
+    SMALL_MODEL_BATCH,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +62,10 @@ def test_raw_export_has_the_keras_models_contract(
     import tensorflow as tf
 
     raw, keras_made = _document(repository, name), _document(repository, KERAS_REFERENCE)
-    assert set(raw) == set(keras_made)
+    # The optional rows-per-execution key follows the architecture: the softmax asks for more, the CNN not.
+    optional = {"max_batch_size"}
+    assert set(raw) - optional == set(keras_made) - optional
+    assert raw.get("max_batch_size") == {"mnist-softmax-tf": SMALL_MODEL_BATCH, "mnist-cnn-tf": None}[name]
     for key in ("schema_version", "version", "task", "labels", "signature", "input", "output", "quick"):
         assert raw[key] == keras_made[key], key
     assert raw["preprocessing"].startswith("Inside the graph: casts the uint8 pixels to float32, divides")
