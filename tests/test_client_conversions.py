@@ -24,7 +24,7 @@ from classify_client.errors import InvalidInputError, OverloadedError
 from classify_client.settings import UNSET, CallDefaults, channel_options
 from classify_client.streaming import reply_from_proto, stream_request_proto
 from classify_client.types import StreamRequest
-from classify_client.wire.arrays import images_from_batch
+from classify_client.wire.arrays import images_from_batch, top_classes
 from classify_client.wire.proto.classify.v1 import classify_pb2
 
 RNG = np.random.default_rng(7)
@@ -236,3 +236,18 @@ def test_channel_options_default_to_large_messages_and_take_a_balancer() -> None
     balanced = dict(channel_options(load_balancing="round_robin", options=[("grpc.enable_retries", 0)]))
     assert balanced["grpc.lb_policy_name"] == "round_robin"
     assert balanced["grpc.enable_retries"] == 0
+
+
+def test_top_one_is_the_first_of_tied_classes_as_the_sorted_path_answers() -> None:
+    rng = np.random.default_rng(3)
+    # Rounded to tenths, ten classes tie often: the one-class fast path must pick as the sort does.
+    probabilities = np.round(rng.random((500, 10)), 1).astype(np.float32)
+    probabilities[0] = np.nan  # a broken model's row: both paths still agree
+    fast_order, fast_scores = top_classes(probabilities, 1)
+    sorted_order = np.argsort(-probabilities, axis=1, kind="stable")[:, :1]
+    assert fast_order.shape == fast_scores.shape == (500, 1)
+    assert np.array_equal(fast_order[1:], sorted_order[1:])
+    assert np.array_equal(fast_scores[1:], np.take_along_axis(probabilities, sorted_order, axis=1)[1:])
+    two_order, _ = top_classes(probabilities, 2)
+    assert np.array_equal(two_order[1:, :1], fast_order[1:])
+    assert fast_order[0, 0] == 0 and np.isnan(fast_scores[0, 0])
