@@ -175,6 +175,9 @@ compose stop server >/dev/null
 # written everything (SIGPIPE), which made this check flaky on a long log.
 server_log=$(docker logs "$server_id" 2>&1)
 grep -q "shutting down" <<<"$server_log" || die "the server did not log its drain"
+# The image's default server answers gRPC on pygrpc-native's compiled front (docs/serving.md, gRPC front).
+grep -q "native gRPC front" <<<"$server_log" \
+  || die "the server in the image did not serve on the native gRPC front: $(grep -m1 'gRPC front' <<<"$server_log")"
 
 step "docker compose down -v"
 compose --profile monitoring down -v --remove-orphans
