@@ -27,10 +27,12 @@ class HistoryLog(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         initial = int(getattr(self.model, "_initial_epoch", 0) or 0)
+        # Resumed whenever the checkpoint says so: a run killed between the checkpoint and the history
+        # write of an epoch has no history of it, but still skips it.
+        self.resumed_at_epoch = initial
         if self.path is not None and self.path.is_file() and initial:
             saved = json.loads(self.path.read_text(encoding="utf-8"))
             self.epochs = [entry for entry in saved if entry["epoch"] <= initial]
-            self.resumed_at_epoch = initial
             self.earlier_seconds = sum(entry.get("seconds", 0.0) for entry in self.epochs)
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
