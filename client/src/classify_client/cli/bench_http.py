@@ -141,7 +141,7 @@ class HttpLoadGenerator(LoadLoop):
 
     def __init__(
         self,
-        pool: ConnectionPool,
+        http: HttpEndpoint,
         *,
         target: str,
         requests: Sequence[bytes],
@@ -149,21 +149,8 @@ class HttpLoadGenerator(LoadLoop):
         credentials: grpc.ChannelCredentials | None,
     ) -> None:
         super().__init__(target, requests, headers, credentials)
-        self._pool = pool
-
-    @classmethod
-    def over(
-        cls,
-        http: HttpEndpoint,
-        *,
-        target: str,
-        requests: Sequence[bytes],
-        headers: dict[str, str] | None,
-        credentials: grpc.ChannelCredentials | None,
-    ) -> HttpLoadGenerator:
-        """A generator with its own pool of keep-alive connections to the endpoint's origin."""
-        pool = ConnectionPool(Origin.of(http.base_url, http.verify))
-        return cls(pool, target=target, requests=requests, headers=headers, credentials=credentials)
+        # Its own pool of keep-alive connections to the endpoint's origin, closed with the generator.
+        self._pool = ConnectionPool(Origin.of(http.base_url, http.verify))
 
     async def close(self) -> None:
         await self._pool.close()
@@ -227,9 +214,7 @@ async def http_generator(
         protocol=protocol,
         headers=headers,
     )
-    return HttpLoadGenerator.over(
-        http, target=target, requests=requests, headers=headers, credentials=credentials
-    )
+    return HttpLoadGenerator(http, target=target, requests=requests, headers=headers, credentials=credentials)
 
 
 async def http_benchmark(

@@ -96,7 +96,7 @@ def _generator(plan: WorkerPlan) -> LoadLoop:
 
         tls = plan.connection.tls_files if plan.connection.tls else None
         http = http_endpoint(plan.target, plan.http_base_url, tls)  # the SSL context is rebuilt here
-        return HttpLoadGenerator.over(
+        return HttpLoadGenerator(
             http, target=plan.target, requests=plan.payloads, headers=headers, credentials=credentials
         )
     return LoadGenerator(plan.target, plan.payloads, plan.method, headers, credentials)
