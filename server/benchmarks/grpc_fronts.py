@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import grpc
-from serving_limits import BIN, serving, serving_front
+from serving_limits import BIN, require_front, serving
 
 ECHO_METHOD = "/bench.Echo/Say"
 ECHO_BYTES = 784  # one 28x28 uint8 image
@@ -114,9 +114,7 @@ def classify_bench(target: str, concurrency: int, seconds: float, warmup: float)
 def classify_figures(repository: Path, front: str, concurrency: int, seconds: float) -> tuple[float, ...]:
     """req/s, p50 ms, p99 ms, server CPU µs per request and the bench's own CPU µs per request."""
     with serving(repository, ["--grpc-front", front]) as server:
-        served = serving_front(server.log())
-        if served != front:  # e.g. an option only grpcio takes, set through the environment
-            raise SystemExit(f"--grpc-front {front} asked, but the server serves on {served}")
+        require_front(server, front)
         classify_bench(server.target, concurrency, 2, 0)  # warm: first batches, inline timings
         # No warm-up inside the measured step, so the server's CPU over it is the counted requests'.
         before = cpu_seconds(server.pid)

@@ -138,12 +138,17 @@ def serving(repository: Path, extra: list[str]) -> Iterator[ServerLauncher]:
             raise SystemExit(f"classify-server did not reach SERVING: {exc}") from None
 
 
-def serving_front(log: str) -> str:
-    """The front the server says it listens with (its start-up line), not the one asked for."""
-    found = re.search(r"; (\w+) gRPC front: ", log)
+def require_front(server: ServerLauncher, front: str) -> None:
+    """Stop unless the server's start-up line says it serves on ``front``: figures of another front
+    must not be reported (or set beside an echo) as this one's."""
+    found = re.search(r"; (\w+) gRPC front: ", server.log())
     if found is None:
         raise SystemExit("the server's start-up line does not name its gRPC front")
-    return found.group(1)
+    if found.group(1) != front:
+        raise SystemExit(
+            f"the server serves gRPC on {found.group(1)}, not {front}: an option only grpcio takes "
+            "(such as connection ageing) makes it fall back"
+        )
 
 
 def resident_mb(pid: int) -> float:
@@ -239,9 +244,7 @@ def main() -> int:
     with serving(args.model_repository, ["--grpc-front", args.grpc_front, *args.server_arg]) as server:
         assert server.ready_seconds is not None
         target, startup = server.target, server.ready_seconds
-        served_front = serving_front(server.log())
-        if served_front != front:  # e.g. a --server-arg that only grpcio takes: say so, do not compare
-            raise SystemExit(f"the server serves on the {served_front} front, the echo ran on {front}")
+        require_front(server, front)  # the echo ran on it
         memory = resident_mb(server.pid)
         floors: list[Floor] = []
         for name in MODELS[:3]:
