@@ -22,10 +22,12 @@ from classify_train.recipes import SMALL_MODEL_BATCH
 
 
 def set_max_batch_size(model_dir: Path, value: object) -> None:
-    """Give every version of the copied model this model.json max_batch_size."""
+    """Give every version of the copied model this model.json max_batch_size (None: no such key)."""
     for meta_path in model_dir.glob("*/model.json"):
         document = json.loads(meta_path.read_text())
-        document["max_batch_size"] = value
+        document.pop("max_batch_size", None)
+        if value is not None:
+            document["max_batch_size"] = value
         meta_path.write_text(json.dumps(document))
 
 
@@ -34,11 +36,7 @@ def served(quick_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """The quick softmax three times: its model.json asking for 4 rows, without the key, and broken."""
     repository = tmp_path_factory.mktemp("batch-size-models")
     set_max_batch_size(copy_model(quick_repository, "mnist-softmax", repository, "four-rows"), 4)
-    plain = copy_model(quick_repository, "mnist-softmax", repository, "server-default")
-    for meta_path in plain.glob("*/model.json"):
-        document = json.loads(meta_path.read_text())
-        document.pop("max_batch_size", None)
-        meta_path.write_text(json.dumps(document))
+    set_max_batch_size(copy_model(quick_repository, "mnist-softmax", repository, "server-default"), None)
     set_max_batch_size(copy_model(quick_repository, "mnist-softmax", repository, "broken"), "lots")
     started = launch_server(repository, tmp_path_factory.mktemp("batch-size-logs"), "--max-batch-size", "8")
     try:
