@@ -8,6 +8,7 @@ import dataclasses
 import gzip
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -254,6 +255,25 @@ def test_text_model_records_its_recipe_and_reports_snippets(
     summary = (version_dir / "report" / "README.md").read_text(encoding="utf-8")
     assert "## Most confident mistakes, as text" in summary and "](misclassified.png)" in summary
     assert not (version_dir / "report" / "weights.png").exists()
+
+
+def test_report_shows_windows_punctuation_as_typed(tmp_path: Path) -> None:
+    # IMDb has reviews with cp1252 punctuation read as Latin-1 control characters: no font draws them.
+    from classify_train.report import plot_worst_texts, snippet
+
+    assert snippet("great \x96 really\x85 <br />fun\x81") == "great \u2013 really\u2026 fun"
+    texts = ["a film \x96 dull\x85 and long", "loved it \x93all\x94"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns of each glyph it cannot draw
+        path = plot_worst_texts(
+            texts,
+            np.array([1, 0]),
+            np.array([[0.9, 0.1], [0.2, 0.8]]),
+            ["negative", "positive"],
+            tmp_path / "misclassified.png",
+            title="imdb",
+        )
+    assert path.stat().st_size > 0
 
 
 def test_evaluate_reads_jsonl_and_aclimdb_folders(

@@ -146,8 +146,14 @@ def plot_worst_images(
     return path
 
 
+# Some IMDb reviews carry Windows-1252 punctuation decoded as Latin-1: U+0080-U+009F control characters
+# (U+0096 was an en dash) that no font draws. The report shows what the reviewer typed; the model is
+# still fed the raw text.
+_C1_AS_CP1252 = {code: bytes([code]).decode("cp1252", errors="ignore") for code in range(0x80, 0xA0)}
+
+
 def snippet(text: str, chars: int = _SNIPPET_CHARS) -> str:
-    flat = " ".join(text.replace("<br />", " ").split())
+    flat = " ".join(text.translate(_C1_AS_CP1252).replace("<br />", " ").split())
     return flat if len(flat) <= chars else flat[: chars - 1].rsplit(" ", 1)[0] + " …"
 
 
