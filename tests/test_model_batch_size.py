@@ -33,12 +33,21 @@ def set_max_batch_size(model_dir: Path, value: object) -> None:
 
 @pytest.fixture(scope="module")
 def served(quick_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """The quick softmax three times: its model.json asking for 4 rows, without the key, and broken."""
+    """The quick softmax four times: its model.json asking for 4 rows, for 16 (above the largest
+    preferred size), without the key, and broken."""
     repository = tmp_path_factory.mktemp("batch-size-models")
     set_max_batch_size(copy_model(quick_repository, "mnist-softmax", repository, "four-rows"), 4)
+    set_max_batch_size(copy_model(quick_repository, "mnist-softmax", repository, "sixteen-rows"), 16)
     set_max_batch_size(copy_model(quick_repository, "mnist-softmax", repository, "server-default"), None)
     set_max_batch_size(copy_model(quick_repository, "mnist-softmax", repository, "broken"), "lots")
-    started = launch_server(repository, tmp_path_factory.mktemp("batch-size-logs"), "--max-batch-size", "8")
+    started = launch_server(
+        repository,
+        tmp_path_factory.mktemp("batch-size-logs"),
+        "--max-batch-size",
+        "8",
+        "--preferred-batch-sizes",
+        "1,2,4,8",
+    )
     try:
         started.wait_ready(service="classify.v1.Classifier")
         yield started
@@ -81,6 +90,15 @@ def test_a_models_own_max_batch_size_splits_its_executions(served: ServerProcess
     assert executions_by_size(served.target, "server-default") == {8: 1, 2: 1}
 
 
+def test_the_largest_preferred_size_caps_a_models_own_batches(served: ServerProcess) -> None:
+    # Unpadded 10-row executions would be a shape outside the preferred ones (a new XLA compile each).
+    rows = np.random.default_rng(1).integers(0, 256, size=(10, 28, 28), dtype=np.uint8)
+    with Client(served.target) as client:
+        answers = client.classify("sixteen-rows", images=rows)
+    assert len(answers) == 10
+    assert executions_by_size(served.target, "sixteen-rows") == {8: 1, 2: 1}
+
+
 def test_a_bad_max_batch_size_fails_that_model_with_what_was_expected(served: ServerProcess) -> None:
     with grpc.insecure_channel(served.target) as channel:
         models = pb_grpc.ClassifierStub(channel).ListModels(pb.ListModelsRequest(), timeout=10).models
@@ -88,4 +106,8 @@ def test_a_bad_max_batch_size_fails_that_model_with_what_was_expected(served: Se
     (version,) = broken.versions
     assert version.state == "failed"
     assert "max_batch_size is 'lots'; expected a positive integer" in version.reason
-    assert {model.name for model in models if model.state == "ready"} == {"four-rows", "server-default"}
+    assert {model.name for model in models if model.state == "ready"} == {
+        "four-rows",
+        "sixteen-rows",
+        "server-default",
+    }

@@ -261,7 +261,20 @@ class ModelRegistry:
         """The server's batching, with the rows per execution the model's own model.json asks for."""
         if spec.max_batch_size is None:
             return self._batching
-        return replace(self._batching, max_batch_size=spec.max_batch_size)
+        rows = spec.max_batch_size
+        preferred = self._batching.preferred_batch_sizes
+        if preferred and rows > max(preferred):
+            # Preferred sizes keep the set of execution shapes fixed (XLA compiles each new one, for
+            # seconds): the operator's largest size wins over the exporter's larger batches.
+            log.info(
+                "model %s: model.json asks for %d rows per execution; capped at %d, the largest "
+                "--preferred-batch-sizes",
+                spec.name,
+                rows,
+                max(preferred),
+            )
+            rows = max(preferred)
+        return replace(self._batching, max_batch_size=rows)
 
     async def _load(self, model: _Model, version: int, path: Path, fingerprint: tuple[float, ...]) -> None:
         model.states[version] = VersionState(version, LOADING)
