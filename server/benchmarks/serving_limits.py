@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -46,6 +47,12 @@ MODELS = ("mnist-softmax", "mnist-mlp", "mnist-cnn", "imdb-lstm")
 # repeated would overstate the limit several-fold against 20-200-word requests.
 GENERATED_POOL = 1024
 OVERLOAD_SECONDS = 10.0
+
+
+class InProcess(NamedTuple):
+    rows_per_second: float
+    median_seconds: float  # per call
+    cpu_us_per_row: float  # this process's CPU, all threads: what a row costs the two cores
 
 
 @dataclass
@@ -86,11 +93,11 @@ def configure_threads(intra: int, inter: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(inter)
 
 
-def in_process_rates(repository: Path, seconds: float) -> dict[str, dict[int, tuple[float, float]]]:
-    """rows/s and median seconds per call of each model's signature at batch 1, 32 and 128."""
+def in_process_rates(repository: Path, seconds: float) -> dict[str, dict[int, InProcess]]:
+    """rows/s, median seconds per call and CPU per row of each model's signature at batch 1, 32, 128."""
     import tensorflow as tf
 
-    rates: dict[str, dict[int, tuple[float, float]]] = {}
+    rates: dict[str, dict[int, InProcess]] = {}
     for name in MODELS:
         version_dir = max(
             (p for p in (repository / name).iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
@@ -108,13 +115,17 @@ def in_process_rates(repository: Path, seconds: float) -> dict[str, dict[int, tu
                 function(**{input_name: tf.constant(next(batches))})[output_name].numpy()
             durations = []
             deadline = time.perf_counter() + seconds
+            cpu_started = time.process_time()
             while time.perf_counter() < deadline:
                 rows = next(batches)
                 started = time.perf_counter()
                 function(**{input_name: tf.constant(rows)})[output_name].numpy()
                 durations.append(time.perf_counter() - started)
+            cpu_us_per_row = 1e6 * (time.process_time() - cpu_started) / (batch * len(durations))
             total = sum(durations)
-            rates[name][batch] = (batch * len(durations) / total, float(np.median(durations)))
+            rates[name][batch] = InProcess(
+                batch * len(durations) / total, float(np.median(durations)), cpu_us_per_row
+            )
     return rates
 
 
@@ -233,7 +244,8 @@ def main() -> int:
     limits = in_process_rates(args.model_repository, args.seconds)
     for name, by_batch in limits.items():
         figures = ", ".join(
-            f"batch {b}: {rate:,.0f} rows/s ({1e3 * median:.2f} ms)" for b, (rate, median) in by_batch.items()
+            f"batch {b}: {rate:,.0f} rows/s ({1e3 * median:.2f} ms, {cpu:,.0f} µs CPU a row)"
+            for b, (rate, median, cpu) in by_batch.items()
         )
         print(f"  {name:<14} {figures}")
     print(f"bare echo on the {front} front (64 and 1 concurrent) ...", flush=True)
