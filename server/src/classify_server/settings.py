@@ -201,7 +201,7 @@ class ServerSettings(BaseSettings):
     preferred_batch_sizes: list[int] = Field(
         default_factory=list,
         description="Pad executions up to the smallest of these sizes that fits (fixed shapes for XLA), "
-        "e.g. 1,8,32,128; empty: never pad",
+        "e.g. 1,8,32,128, and cap a model.json max_batch_size at the largest; empty: never pad",
     )
     max_batches_in_flight: int = Field(
         1, ge=1, description="Executions of one model that may run at the same time, each on its own thread"
