@@ -12,30 +12,16 @@ minus spinning is what the idle CPU costs; spinning minus back to back is the co
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from serving_limits import configure_threads, server_threads
+from serving_limits import configure_threads, newest_signature, server_threads
 
 MODELS = ("mnist-softmax", "mnist-cnn")
 GAP_SECONDS = 0.001
-
-
-def one_row_call(version_dir: Path) -> Callable[[], object]:
-    import tensorflow as tf
-
-    meta = json.loads((version_dir / "model.json").read_text())
-    function = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
-    image = np.random.default_rng(0).integers(0, 256, size=(1, 28, 28), dtype=np.uint8)
-    input_name, output_name = meta["input"]["name"], meta["output"]["name"]
-
-    def call() -> object:
-        return function(**{input_name: tf.constant(image)})[output_name].numpy()
-
-    return call
+ONE_IMAGE = np.random.default_rng(0).integers(0, 256, size=(1, 28, 28), dtype=np.uint8)
 
 
 def pause(kind: str) -> None:
@@ -47,12 +33,12 @@ def pause(kind: str) -> None:
             pass
 
 
-def median_ms(call: Callable[[], object], kind: str, calls: int) -> float:
+def median_ms(signature: Callable[[np.ndarray], object], kind: str, calls: int) -> float:
     durations = []
     for _ in range(calls):
         pause(kind)
         started = time.perf_counter()
-        call()
+        signature(ONE_IMAGE)
         durations.append(time.perf_counter() - started)
     return 1e3 * float(np.median(durations))
 
@@ -68,15 +54,13 @@ def main() -> None:
     print(f"one-row calls, median ms, {intra} intra-op / {inter} inter-op threads (the server's)")
     print(f"{'model':<15} {'back to back':>14} {'after 1 ms asleep':>19} {'after 1 ms spinning':>21}")
     for name in MODELS:
-        versions = [p for p in (args.model_repository / name).iterdir() if p.name.isdigit()]
-        version_dir = max(versions, key=lambda p: int(p.name))
-        call = one_row_call(version_dir)
+        _, signature = newest_signature(args.model_repository, name)
         for _ in range(50):  # graph and kernels set up
-            call()
+            signature(ONE_IMAGE)
         figures: dict[str, list[float]] = {"back to back": [], "asleep": [], "spinning": []}
         for _ in range(args.rounds):
             for kind, values in figures.items():
-                values.append(median_ms(call, kind, args.calls))
+                values.append(median_ms(signature, kind, args.calls))
         cells = [f"{min(values):.2f}-{max(values):.2f}" for values in figures.values()]
         print(f"{name:<15} {cells[0]:>14} {cells[1]:>19} {cells[2]:>21}")
 

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +38,7 @@ from classify_client.cli.load_generator import generated_inputs
 from classify_client.conversions import Inputs
 from classify_server.grpc_front import native_installed
 from classify_server.launcher import ServerLauncher, ServerLaunchError, running_server
+from classify_server.serving.repository import version_dirs
 from classify_server.settings import ServerSettings
 
 BIN = Path(sys.executable).parent
@@ -93,18 +94,27 @@ def configure_threads(intra: int, inter: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(inter)
 
 
-def in_process_rates(repository: Path, seconds: float) -> dict[str, dict[int, InProcess]]:
-    """rows/s, median seconds per call and CPU per row of each model's signature at batch 1, 32, 128."""
+def newest_signature(repository: Path, name: str) -> tuple[dict, Callable[[np.ndarray], np.ndarray]]:
+    """The newest version of a model: its model.json, and its serving signature as a call from a batch
+    to the probabilities (the call the server's runner makes)."""
     import tensorflow as tf
 
+    version_dir = version_dirs(repository / name)[-1]
+    meta = json.loads((version_dir / "model.json").read_text())
+    function = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    input_name, output_name = meta["input"]["name"], meta["output"]["name"]
+
+    def call(rows: np.ndarray) -> np.ndarray:
+        return function(**{input_name: tf.constant(rows)})[output_name].numpy()
+
+    return meta, call
+
+
+def in_process_rates(repository: Path, seconds: float) -> dict[str, dict[int, InProcess]]:
+    """rows/s, median seconds per call and CPU per row of each model's signature at batch 1, 32, 128."""
     rates: dict[str, dict[int, InProcess]] = {}
     for name in MODELS:
-        version_dir = max(
-            (p for p in (repository / name).iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
-        )
-        meta = json.loads((version_dir / "model.json").read_text())
-        function = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
-        input_name, output_name = meta["input"]["name"], meta["output"]["name"]
+        meta, call = newest_signature(repository, name)
         rates[name] = {}
         pool = generated_inputs(meta["input"]["kind"], GENERATED_POOL)
         for batch in (1, 32, 128):
@@ -112,14 +122,14 @@ def in_process_rates(repository: Path, seconds: float) -> dict[str, dict[int, In
                 [in_process_batch(pool, start, batch) for start in range(0, GENERATED_POOL, batch)]
             )
             for _ in range(5):  # warm the shape
-                function(**{input_name: tf.constant(next(batches))})[output_name].numpy()
+                call(next(batches))
             durations = []
             deadline = time.perf_counter() + seconds
             cpu_started = time.process_time()
             while time.perf_counter() < deadline:
                 rows = next(batches)
                 started = time.perf_counter()
-                function(**{input_name: tf.constant(rows)})[output_name].numpy()
+                call(rows)
                 durations.append(time.perf_counter() - started)
             cpu_us_per_row = 1e6 * (time.process_time() - cpu_started) / (batch * len(durations))
             total = sum(durations)

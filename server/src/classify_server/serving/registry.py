@@ -262,8 +262,8 @@ class ModelRegistry:
         if spec.max_batch_size is None:
             return self._batching
         rows = spec.max_batch_size
-        preferred = self._batching.preferred_batch_sizes
-        if preferred and rows > max(preferred):
+        largest_preferred = max(self._batching.preferred_batch_sizes, default=None)
+        if largest_preferred is not None and rows > largest_preferred:
             # Preferred sizes keep the set of execution shapes fixed (XLA compiles each new one, for
             # seconds): the operator's largest size wins over the exporter's larger batches.
             log.info(
@@ -271,9 +271,9 @@ class ModelRegistry:
                 "--preferred-batch-sizes",
                 spec.name,
                 rows,
-                max(preferred),
+                largest_preferred,
             )
-            rows = max(preferred)
+            rows = largest_preferred
         return replace(self._batching, max_batch_size=rows)
 
     async def _load(self, model: _Model, version: int, path: Path, fingerprint: tuple[float, ...]) -> None:
